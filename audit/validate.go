@@ -1,0 +1,108 @@
+package audit
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Problem codes: why an event is invalid or was quarantined. They are metric attribute values and
+// quarantine reasons, so they are stable identifiers.
+const (
+	ProblemMalformedBody    = "malformed_body"
+	ProblemMissingAction    = "missing_action"
+	ProblemMalformedAction  = "malformed_action"
+	ProblemUnknownAction    = "unknown_action"
+	ProblemMissingTeamID    = "missing_team_id"
+	ProblemInvalidTeamID    = "invalid_team_id"
+	ProblemMissingActor     = "missing_actor"
+	ProblemInvalidActorType = "invalid_actor_type"
+	ProblemMissingActorID   = "missing_actor_id"
+	ProblemMalformedField   = "malformed_field"
+	ProblemMalformedTargets = "malformed_targets"
+
+	// Warnings: kept on the event, never make it invalid.
+	WarningInvalidIP = "invalid_ip"
+)
+
+// MaxActionLen bounds an action name.
+const MaxActionLen = 128
+
+// CheckActionName accepts a well-formed action name: a lowercase letter, then lowercase letters, digits
+// and underscores, at most MaxActionLen bytes (the catalog's style, e.g. job_user_access_changed).
+func CheckActionName(s string) error {
+	if s == "" {
+		return fmt.Errorf("is empty")
+	}
+	if len(s) > MaxActionLen {
+		return fmt.Errorf("is %d bytes long, the limit is %d", len(s), MaxActionLen)
+	}
+	if s[0] < 'a' || s[0] > 'z' {
+		return fmt.Errorf("%q must start with a lowercase letter", s)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' {
+			return fmt.Errorf("%q may hold only lowercase letters, digits and underscores", s)
+		}
+	}
+	return nil
+}
+
+// MaxTeamIDLen bounds a team id (the slug form; a decimal integer is shorter anyway).
+const MaxTeamIDLen = 64
+
+// CheckTeamID accepts a safe tenant key, from which index names are derived: either a positive
+// decimal integer without leading zeros (the product's numeric team ids), or a lowercase slug
+// [a-z0-9][a-z0-9_-]{0,63} that is not all digits. Everything else is refused: uppercase, wildcards,
+// commas, dots, slashes, whitespace, the empty string and anything longer than 64 bytes. All-digit
+// strings must be canonical so that "007" and "7" can never name two different tenants.
+func CheckTeamID(s string) error {
+	if s == "" {
+		return fmt.Errorf("is empty")
+	}
+	if len(s) > MaxTeamIDLen {
+		return fmt.Errorf("is %d bytes long, the limit is %d", len(s), MaxTeamIDLen)
+	}
+	digits := true
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= '0' && c <= '9':
+		case c >= 'a' && c <= 'z':
+			digits = false
+		case (c == '_' || c == '-') && i > 0:
+			digits = false
+		default:
+			return fmt.Errorf("%s is not a positive integer or a lowercase slug [a-z0-9][a-z0-9_-]{0,63}", quoteShort(s))
+		}
+	}
+	if digits && s[0] == '0' {
+		return fmt.Errorf("%q: a numeric team id is a positive integer without leading zeros", s)
+	}
+	return nil
+}
+
+// quoteShort quotes s for an error message, cut to a readable length.
+func quoteShort(s string) string {
+	const max = 80
+	if len(s) > max {
+		return fmt.Sprintf("%q…", s[:max])
+	}
+	return fmt.Sprintf("%q", s)
+}
+
+// FormatProblem renders a problem code and its detail the way they are stored and reported.
+func FormatProblem(code, detail string) string {
+	if detail == "" {
+		return code
+	}
+	return code + ": " + detail
+}
+
+// ProblemCode returns the code of a problem rendered by FormatProblem.
+func ProblemCode(p string) string {
+	if i := strings.Index(p, ": "); i >= 0 {
+		return p[:i]
+	}
+	return p
+}
