@@ -106,3 +106,10 @@ func ProblemCode(p string) string {
 	}
 	return p
 }
+
+// More problem codes.
+const (
+	ProblemConflictingField = "conflicting_field" // two sources (body, attributes, event name) disagree on action or team_id
+	ProblemUnknownField     = "unknown_field"     // the body has a top-level field the canonical event does not
+	WarningMissingTimestamp = "missing_timestamp" // neither timestamp nor observed timestamp: processing time used
+)
