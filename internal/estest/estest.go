@@ -38,6 +38,7 @@ func URL(tb testing.TB) string {
 
 func ping(u string) error {
 	c := http.Client{Timeout: 5 * time.Second}
+	defer c.CloseIdleConnections()
 	resp, err := c.Get(strings.TrimRight(u, "/") + "/_cluster/health")
 	if err != nil {
 		return err
@@ -94,4 +95,6 @@ func Cleanup(base, prefix string) {
 			resp.Body.Close()
 		}
 	}
+	// Tests that check for leaked goroutines must not see this package's idle connections.
+	http.DefaultClient.CloseIdleConnections()
 }

@@ -1,0 +1,172 @@
+package auditelasticsearchexporter
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/collector/config/confighttp"
+	"go.opentelemetry.io/collector/config/configopaque"
+	"go.opentelemetry.io/collector/config/configoptional"
+	"go.opentelemetry.io/collector/config/configretry"
+	"go.opentelemetry.io/collector/exporter/exporterhelper"
+)
+
+// Config is the exporter's configuration.
+type Config struct {
+	// ClientConfig carries the HTTP transport settings: tls, timeout, headers, compression, proxy. Its
+	// endpoint is used when endpoints is empty.
+	confighttp.ClientConfig `mapstructure:",squash"`
+	// Endpoints are Elasticsearch URLs, used round-robin.
+	Endpoints []string `mapstructure:"endpoints"`
+	// User and Password enable basic authentication; APIKey is the base64 "id:key" of an API key.
+	User     string              `mapstructure:"user"`
+	Password configopaque.String `mapstructure:"password"`
+	APIKey   configopaque.String `mapstructure:"api_key"`
+
+	// IndexPrefix is prepended to the team id to name a team's index: audit-191796.
+	IndexPrefix string `mapstructure:"index_prefix"`
+	// QuarantineIndex receives invalid events and events Elasticsearch refuses, with the reasons.
+	QuarantineIndex string `mapstructure:"quarantine_index"`
+	// Template controls the index templates the exporter installs at start.
+	Template TemplateConfig `mapstructure:"template"`
+
+	// MaxDocumentBytes bounds one encoded document; a larger one is quarantined (truncated) instead.
+	MaxDocumentBytes int `mapstructure:"max_document_bytes"`
+	// Flush bounds one bulk request; a batch larger than this is sent as several requests.
+	Flush FlushConfig `mapstructure:"flush"`
+	// ItemRetry retries the bulk items Elasticsearch answers with 429 or 5xx inside one export.
+	ItemRetry ItemRetryConfig `mapstructure:"item_retry"`
+
+	// QueueConfig is exporterhelper's sending queue (with storage: a persistent queue) and batching.
+	QueueConfig configoptional.Optional[exporterhelper.QueueBatchConfig] `mapstructure:"sending_queue"`
+	// BackOffConfig is exporterhelper's retry of failed exports (whole request failures, and items
+	// still failing after item_retry).
+	BackOffConfig configretry.BackOffConfig `mapstructure:"retry_on_failure"`
+
+	// prevent unkeyed literal initialization
+	_ struct{}
+}
+
+// TemplateConfig configures the composable index templates.
+type TemplateConfig struct {
+	// Install the templates at start (idempotent, versioned). Turn off where templates are managed
+	// elsewhere.
+	Install         bool   `mapstructure:"install"`
+	Shards          int    `mapstructure:"shards"`
+	Replicas        int    `mapstructure:"replicas"`
+	RefreshInterval string `mapstructure:"refresh_interval"`
+	// ILMPolicy, when set, names an existing ILM policy for the team indices (index.lifecycle.name).
+	ILMPolicy string `mapstructure:"ilm_policy"`
+}
+
+// FlushConfig bounds bulk requests.
+type FlushConfig struct {
+	Bytes int `mapstructure:"bytes"`
+}
+
+// ItemRetryConfig is the bounded exponential backoff, with jitter, of retried bulk items.
+type ItemRetryConfig struct {
+	MaxAttempts     int           `mapstructure:"max_attempts"`
+	InitialInterval time.Duration `mapstructure:"initial_interval"`
+	MaxInterval     time.Duration `mapstructure:"max_interval"`
+}
+
+func createDefaultConfig() *Config {
+	qc := exporterhelper.NewDefaultQueueConfig()
+	qc.BlockOnOverflow = true // push back on the receiver rather than refuse data
+	http := confighttp.NewDefaultClientConfig()
+	http.Timeout = 90 * time.Second
+	return &Config{
+		ClientConfig:     http,
+		IndexPrefix:      "audit-",
+		QuarantineIndex:  "audit-quarantine",
+		Template:         TemplateConfig{Install: true, Shards: 1, Replicas: 1, RefreshInterval: "1s"},
+		MaxDocumentBytes: 1 << 20,
+		Flush:            FlushConfig{Bytes: 5 << 20},
+		ItemRetry:        ItemRetryConfig{MaxAttempts: 5, InitialInterval: 100 * time.Millisecond, MaxInterval: 5 * time.Second},
+		QueueConfig:      configoptional.Some(qc),
+		BackOffConfig:    configretry.NewDefaultBackOffConfig(),
+	}
+}
+
+// endpoints returns the configured URLs: endpoints, else endpoint.
+func (c *Config) endpoints() []string {
+	if len(c.Endpoints) > 0 {
+		return c.Endpoints
+	}
+	if c.Endpoint != "" {
+		return []string{c.Endpoint}
+	}
+	return nil
+}
+
+// Validate checks the configuration; each error names its key.
+func (c *Config) Validate() error {
+	var errs []error
+	eps := c.endpoints()
+	if len(eps) == 0 {
+		errs = append(errs, errors.New("endpoints: at least one Elasticsearch URL is required"))
+	}
+	for i, e := range eps {
+		u, err := url.Parse(e)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("endpoints[%d]: %q is not an http(s) URL", i, e))
+		}
+	}
+	if c.APIKey != "" && (c.User != "" || c.Password != "") {
+		errs = append(errs, errors.New("api_key: set either api_key or user/password, not both"))
+	}
+	if (c.User == "") != (c.Password == "") {
+		errs = append(errs, errors.New("user: user and password go together"))
+	}
+	if err := checkIndexName(c.IndexPrefix + "x"); err != nil || c.IndexPrefix == "" {
+		errs = append(errs, fmt.Errorf("index_prefix: %q must be a non-empty lowercase index name prefix (%v)", c.IndexPrefix, err))
+	}
+	if err := checkIndexName(c.QuarantineIndex); err != nil {
+		errs = append(errs, fmt.Errorf("quarantine_index: %w", err))
+	}
+	if c.Template.Shards < 1 {
+		errs = append(errs, fmt.Errorf("template.shards: %d, must be at least 1", c.Template.Shards))
+	}
+	if c.Template.Replicas < 0 {
+		errs = append(errs, fmt.Errorf("template.replicas: %d, must not be negative", c.Template.Replicas))
+	}
+	if c.Template.RefreshInterval != "-1" {
+		if _, err := time.ParseDuration(c.Template.RefreshInterval); err != nil {
+			errs = append(errs, fmt.Errorf("template.refresh_interval: %q is not a duration like 1s or -1", c.Template.RefreshInterval))
+		}
+	}
+	if c.MaxDocumentBytes < 1024 {
+		errs = append(errs, fmt.Errorf("max_document_bytes: %d, must be at least 1024", c.MaxDocumentBytes))
+	}
+	if c.Flush.Bytes < c.MaxDocumentBytes {
+		errs = append(errs, fmt.Errorf("flush.bytes: %d, must be at least max_document_bytes (%d)", c.Flush.Bytes, c.MaxDocumentBytes))
+	}
+	if c.ItemRetry.MaxAttempts < 1 {
+		errs = append(errs, fmt.Errorf("item_retry.max_attempts: %d, must be at least 1", c.ItemRetry.MaxAttempts))
+	}
+	if c.ItemRetry.InitialInterval <= 0 || c.ItemRetry.MaxInterval < c.ItemRetry.InitialInterval {
+		errs = append(errs, errors.New("item_retry: initial_interval must be positive and max_interval at least initial_interval"))
+	}
+	return errors.Join(errs...)
+}
+
+// checkIndexName applies Elasticsearch's index name rules, the ones a configuration can break.
+func checkIndexName(name string) error {
+	switch {
+	case name == "", name == ".", name == "..":
+		return fmt.Errorf("%q is not a valid index name", name)
+	case len(name) > 255:
+		return fmt.Errorf("index name is longer than 255 bytes")
+	case strings.ContainsAny(name[:1], "-_+"):
+		return fmt.Errorf("%q must not start with -, _ or +", name)
+	case strings.ToLower(name) != name:
+		return fmt.Errorf("%q must be lowercase", name)
+	case strings.ContainsAny(name, `\/*?"<>| ,#:`):
+		return fmt.Errorf(`%q must not contain \ / * ? " < > | space , # :`, name)
+	}
+	return nil
+}

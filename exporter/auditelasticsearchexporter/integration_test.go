@@ -1,0 +1,315 @@
+package auditelasticsearchexporter
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/exporter/exportertest"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/processor/processortest"
+
+	"github.com/auditpipe/auditpipe/audit"
+	"github.com/auditpipe/auditpipe/internal/estest"
+	"github.com/auditpipe/auditpipe/processor/auditprocessor"
+)
+
+const seedSample = `{"action": "job_user_access_changed", "team_id": 191796, "actor": {"type": "user", "id": 445177, "metadata": {"email": "ann+oats@gem.com", "name": "Ann Samuelson"}}, "targets": [{"type": "job_user_access", "id": 107404, "metadata": {"job_id": 313520, "user_id": 506607, "access_level_id": 7349}}, {"type": "job", "id": 313520, "metadata": null}, {"type": "user", "id": 506607, "metadata": null}], "access_route": ["::1"], "remote_addr": "::1", "user_agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/138.0.0.0 Safari/537.36", "metadata": {"previous_access_level_id": 7347}}`
+
+var baseTime = time.Date(2025, 8, 1, 21, 0, 0, 0, time.UTC)
+
+// testExporter starts an exporter writing under a prefix unique to the test, against the real node
+// (or against url, a proxy in front of it).
+func testExporter(t *testing.T, url string, mutate func(*Config)) (*auditExporter, *Config) {
+	t.Helper()
+	base := estest.URL(t)
+	prefix := estest.Prefix(t)
+	if url == "" {
+		url = base
+	}
+	cfg := createDefaultConfig()
+	cfg.Endpoints = []string{url}
+	cfg.IndexPrefix = prefix + "audit-"
+	cfg.QuarantineIndex = prefix + "audit-quarantine"
+	cfg.Template.Replicas = 0
+	cfg.ItemRetry.InitialInterval = 10 * time.Millisecond
+	cfg.ItemRetry.MaxInterval = 50 * time.Millisecond
+	if mutate != nil {
+		mutate(cfg)
+	}
+	require.NoError(t, cfg.Validate())
+	e, err := newExporter(exportertest.NewNopSettings(NewFactory().Type()), cfg)
+	require.NoError(t, err)
+	require.NoError(t, e.start(context.Background(), componenttest.NewNopHost()))
+	t.Cleanup(func() {
+		require.NoError(t, e.shutdown(context.Background()))
+		http.DefaultClient.CloseIdleConnections()
+	})
+	return e, cfg
+}
+
+// normalized runs raw records through the real audit processor.
+func normalized(t *testing.T, bodies ...string) plog.Logs {
+	t.Helper()
+	ld := plog.NewLogs()
+	rl := ld.ResourceLogs().AppendEmpty()
+	rl.Resource().Attributes().PutStr("service.name", "jobs-api")
+	lrs := rl.ScopeLogs().AppendEmpty().LogRecords()
+	for i, b := range bodies {
+		lr := lrs.AppendEmpty()
+		lr.SetEventName("audit")
+		lr.SetTimestamp(pcommon.NewTimestampFromTime(baseTime.Add(time.Duration(i) * time.Second)))
+		lr.Body().SetStr(b)
+	}
+	sink := new(consumertest.LogsSink)
+	f := auditprocessor.NewFactory()
+	p, err := f.CreateLogs(context.Background(), processortest.NewNopSettings(f.Type()), f.CreateDefaultConfig(), sink)
+	require.NoError(t, err)
+	require.NoError(t, p.ConsumeLogs(context.Background(), ld))
+	return sink.AllLogs()[0]
+}
+
+func rawEvent(team any, action string, extra string) string {
+	teamJSON, _ := json.Marshal(team)
+	return fmt.Sprintf(`{"action":%q,"team_id":%s,"actor":{"type":"system"}%s}`, action, teamJSON, extra)
+}
+
+// esGet does a GET against the node and decodes the JSON answer.
+func esGet(t *testing.T, path string, out any) int {
+	t.Helper()
+	res, err := http.Get(estest.URL(t) + path)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if out != nil && res.StatusCode == 200 {
+		require.NoError(t, json.Unmarshal(b, out), string(b))
+	}
+	return res.StatusCode
+}
+
+func refresh(t *testing.T, prefix string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, estest.URL(t)+"/"+prefix+"*/_refresh?expand_wildcards=all", nil)
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	res.Body.Close()
+}
+
+// indexCounts returns the document count of every index under the exporter's prefix.
+func indexCounts(t *testing.T, cfg *Config) map[string]int {
+	t.Helper()
+	refresh(t, cfg.IndexPrefix)
+	var rows []struct {
+		Index string `json:"index"`
+		Count string `json:"docs.count"`
+	}
+	esGet(t, "/_cat/indices/"+cfg.IndexPrefix+"*?format=json&h=index,docs.count&expand_wildcards=all", &rows)
+	out := map[string]int{}
+	for _, r := range rows {
+		var n int
+		fmt.Sscan(r.Count, &n)
+		out[r.Index] = n
+	}
+	return out
+}
+
+type hit struct {
+	ID     string         `json:"_id"`
+	Source map[string]any `json:"_source"`
+}
+
+func search(t *testing.T, index string) []hit {
+	t.Helper()
+	refresh(t, index)
+	var res struct {
+		Hits struct {
+			Hits []hit `json:"hits"`
+		} `json:"hits"`
+	}
+	esGet(t, "/"+index+"/_search?size=1000&sort=@timestamp", &res)
+	return res.Hits.Hits
+}
+
+func TestTeamsLandInExactlyTheirOwnIndices(t *testing.T) {
+	e, cfg := testExporter(t, "", nil)
+	ld := normalized(t,
+		seedSample,
+		rawEvent(191796, "user_login_complete", ""),
+		rawEvent(7, "job_created", ""),
+		rawEvent("acme-corp", "data_export", `,"metadata":{"format":"csv"}`),
+		rawEvent("acme-corp", "team_settings_changed", `,"metadata":{"setting":"captcha_protection_level","previous":"low","current":"high"}`),
+	)
+	require.NoError(t, e.pushLogs(context.Background(), ld))
+	assert.Equal(t, map[string]int{
+		cfg.IndexPrefix + "191796":    2,
+		cfg.IndexPrefix + "7":         1,
+		cfg.IndexPrefix + "acme-corp": 2,
+	}, indexCounts(t, cfg))
+	for _, h := range search(t, cfg.IndexPrefix+"acme-corp") {
+		assert.Equal(t, "acme-corp", h.Source["team_id"])
+	}
+}
+
+func TestSeedSampleDocument(t *testing.T) {
+	e, cfg := testExporter(t, "", nil)
+	ld := normalized(t, seedSample)
+	id, _ := ld.ResourceLogs().At(0).ScopeLogs().At(0).LogRecords().At(0).Attributes().Get(audit.AttrID)
+	require.NoError(t, e.pushLogs(context.Background(), ld))
+	hits := search(t, cfg.IndexPrefix+"191796")
+	require.Len(t, hits, 1)
+	assert.Equal(t, id.Str(), hits[0].ID)
+	doc := hits[0].Source
+	ingested := doc["event"].(map[string]any)["ingested"]
+	assert.NotEmpty(t, ingested)
+	delete(doc["event"].(map[string]any), "ingested")
+	want := `{"@timestamp":"2025-08-01T21:00:00Z","action":"job_user_access_changed","team_id":"191796",
+	"actor":{"type":"user","id":"445177","metadata":{"email":"ann+oats@gem.com","name":"Ann Samuelson"}},
+	"targets":[{"type":"job_user_access","id":"107404","metadata":{"job_id":313520,"user_id":506607,"access_level_id":7349}},{"type":"job","id":"313520"},{"type":"user","id":"506607"}],
+	"access_route":["::1"],"remote_addr":"::1","user_agent":"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/138.0.0.0 Safari/537.36",
+	"metadata":{"previous_access_level_id":7347},
+	"event":{"id":"` + id.Str() + `","action":"job_user_access_changed","kind":"event","category":"job","outcome":"success","hash":"` + id.Str() + `"},
+	"organization":{"id":"191796"},"source":{"ip":"::1"},"user":{"id":"445177","email":"ann+oats@gem.com","name":"Ann Samuelson"},
+	"related":{"ip":["::1"],"user":["445177","506607"]},"service":{"name":"jobs-api"},
+	"audit":{"action_known":true,"action_description":"A user’s permissions were changed"}}`
+	var wantDoc map[string]any
+	require.NoError(t, json.Unmarshal([]byte(want), &wantDoc))
+	assert.Equal(t, wantDoc, doc)
+
+	// The document is findable by the fields engineers use.
+	var count struct{ Count int }
+	esGet(t, "/"+cfg.IndexPrefix+"191796/_count?q=targets.id:506607%20AND%20user.email:%22ann%2Boats@gem.com%22%20AND%20metadata.previous_access_level_id:7347", &count)
+	assert.Equal(t, 1, count.Count)
+}
+
+func TestHostileTeamIDsCreateNoIndexAndAreQuarantined(t *testing.T) {
+	e, cfg := testExporter(t, "", nil)
+	// Through the processor: invalid, quarantined at validation.
+	ld := normalized(t, rawEvent("*", "job_created", ""), rawEvent("../191796", "job_created", ""), rawEvent("191796,7", "job_created", ""), rawEvent("Acme", "job_created", ""))
+	// Forged: records marked valid by someone other than the processor, with hostile team ids.
+	lrs := ld.ResourceLogs().At(0).ScopeLogs().At(0).LogRecords()
+	for i, team := range []string{"_all", "audit-*", "quarantine", "x/../../y", ""} {
+		lr := lrs.AppendEmpty()
+		lr.SetTimestamp(pcommon.NewTimestampFromTime(baseTime.Add(time.Duration(i) * time.Minute)))
+		lr.Attributes().PutStr(audit.AttrStatus, audit.StatusValid)
+		lr.Attributes().PutStr(audit.AttrID, fmt.Sprintf("forged-%d", i))
+		b := lr.Body().SetEmptyMap()
+		b.PutStr("action", "job_created")
+		b.PutStr("team_id", team)
+		b.PutEmptyMap("actor").PutStr("type", "system")
+	}
+	require.NoError(t, e.pushLogs(context.Background(), ld))
+	counts := indexCounts(t, cfg)
+	assert.Equal(t, map[string]int{cfg.QuarantineIndex: 9}, counts, "only the quarantine index exists")
+	reasons := map[string]int{}
+	for _, h := range search(t, cfg.QuarantineIndex) {
+		q := h.Source["quarantine"].(map[string]any)
+		assert.Equal(t, "validation", q["stage"])
+		for _, r := range q["reasons"].([]any) {
+			reasons[audit.ProblemCode(r.(string))]++
+		}
+		assert.NotEmpty(t, h.Source["record"].(map[string]any)["body"])
+	}
+	assert.Equal(t, map[string]int{"invalid_team_id": 8, "reserved_team_id": 1}, reasons)
+}
+
+func TestSameBatchTwiceIsStoredOnce(t *testing.T) {
+	e, cfg := testExporter(t, "", nil)
+	ld := normalized(t, seedSample, rawEvent(7, "job_created", ""), rawEvent("*", "job_created", ""))
+	again := plog.NewLogs()
+	ld.CopyTo(again)
+	require.NoError(t, e.pushLogs(context.Background(), ld))
+	require.NoError(t, e.pushLogs(context.Background(), again))
+	assert.Equal(t, map[string]int{cfg.IndexPrefix + "191796": 1, cfg.IndexPrefix + "7": 1, cfg.QuarantineIndex: 1}, indexCounts(t, cfg))
+}
+
+func TestConflictingMetadataTypesAndInvalidIPsIndex(t *testing.T) {
+	e, cfg := testExporter(t, "", nil)
+	ld := normalized(t,
+		rawEvent(7, "job_updated", `,"metadata":{"field":42}`),
+		rawEvent(7, "job_updated", `,"metadata":{"field":{"nested":true}}`),
+		rawEvent(7, "job_updated", `,"metadata":{"field":"text"}`),
+		rawEvent(7, "job_updated", `,"metadata":{"field":[1,"two",{"three":3}]}`),
+		rawEvent(7, "job_updated", `,"metadata":"just a string"`),
+		rawEvent(7, "job_updated", `,"metadata":[1,2,3]`),
+		rawEvent(7, "job_updated", `,"targets":[{"type":"job","id":1,"metadata":"free text"}]`),
+		rawEvent(7, "user_login_failed", `,"remote_addr":"not-an-ip","access_route":["unknown","203.0.113.5"]`),
+	)
+	require.NoError(t, e.pushLogs(context.Background(), ld))
+	assert.Equal(t, map[string]int{cfg.IndexPrefix + "7": 8}, indexCounts(t, cfg))
+	hits := search(t, cfg.IndexPrefix+"7")
+	last := hits[len(hits)-1].Source
+	assert.Equal(t, "not-an-ip", last["remote_addr"])
+	assert.Nil(t, last["source"], "an invalid IP never reaches an ip field")
+	assert.Equal(t, []any{"203.0.113.5"}, last["related"].(map[string]any)["ip"])
+	assert.Equal(t, "failure", last["event"].(map[string]any)["outcome"])
+	assert.Equal(t, map[string]any{"value": "just a string"}, hits[4].Source["metadata"])
+}
+
+func TestOversizedDocumentIsQuarantinedAndItsBatchMatesIndex(t *testing.T) {
+	e, cfg := testExporter(t, "", func(c *Config) { c.MaxDocumentBytes = 64 << 10 })
+	huge := strings.Repeat("x", 200<<10)
+	ld := normalized(t, rawEvent(7, "job_created", ""), rawEvent(7, "job_updated", `,"metadata":{"blob":"`+huge+`"}`), rawEvent(8, "job_created", ""))
+	require.NoError(t, e.pushLogs(context.Background(), ld))
+	assert.Equal(t, map[string]int{cfg.IndexPrefix + "7": 1, cfg.IndexPrefix + "8": 1, cfg.QuarantineIndex: 1}, indexCounts(t, cfg))
+	q := search(t, cfg.QuarantineIndex)[0].Source
+	reasons := q["quarantine"].(map[string]any)["reasons"].([]any)
+	require.Len(t, reasons, 1)
+	assert.True(t, strings.HasPrefix(reasons[0].(string), "document_too_large: the document is "), reasons[0])
+	assert.Equal(t, true, q["record"].(map[string]any)["truncated"])
+	assert.Equal(t, cfg.IndexPrefix+"7", q["quarantine"].(map[string]any)["index"])
+}
+
+func TestRejectedDocumentIsQuarantinedWithElasticsearchsReason(t *testing.T) {
+	e, cfg := testExporter(t, "", nil)
+	// An actor metadata value longer than Lucene's term limit is ignored (ignore_above), not rejected;
+	// a nesting deeper than the index's depth limit is rejected by Elasticsearch itself.
+	deep := strings.Repeat(`{"a":`, 25) + "1" + strings.Repeat("}", 25)
+	ld := normalized(t, rawEvent(7, "job_created", ""), rawEvent(7, "job_updated", `,"metadata":{"x":`+deep+`}`))
+	require.NoError(t, e.pushLogs(context.Background(), ld))
+	counts := indexCounts(t, cfg)
+	assert.Equal(t, 2, counts[cfg.IndexPrefix+"7"]+counts[cfg.QuarantineIndex])
+}
+
+func TestTemplateInstalledOnceAndOnVersionChange(t *testing.T) {
+	e, cfg := testExporter(t, "", nil)
+	ctx := context.Background()
+	installed, err := ensureTemplates(ctx, e.es, cfg.templates())
+	require.NoError(t, err)
+	assert.Empty(t, installed, "start already installed them; a second run changes nothing")
+
+	var got struct {
+		IndexTemplates []struct {
+			IndexTemplate struct {
+				Version int `json:"version"`
+			} `json:"index_template"`
+		} `json:"index_templates"`
+	}
+	require.Equal(t, 200, esGet(t, "/_index_template/"+cfg.IndexPrefix+"events", &got))
+	assert.Equal(t, templateVersion, got.IndexTemplates[0].IndexTemplate.Version)
+
+	// An older version in the cluster is replaced.
+	old := bytes.Replace(cfg.templates()[cfg.IndexPrefix+"events"], []byte(fmt.Sprintf(`"version":%d`, templateVersion)), []byte(`"version":0`), 1)
+	res, err := e.es.Indices.PutIndexTemplate(cfg.IndexPrefix+"events", bytes.NewReader(old))
+	require.NoError(t, err)
+	res.Body.Close()
+	installed, err = ensureTemplates(ctx, e.es, cfg.templates())
+	require.NoError(t, err)
+	assert.Equal(t, []string{cfg.IndexPrefix + "events"}, installed)
+
+	// A settings change is a new template too.
+	cfg.Template.RefreshInterval = "5s"
+	installed, err = ensureTemplates(ctx, e.es, cfg.templates())
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{cfg.IndexPrefix + "events", cfg.QuarantineIndex + "-index"}, installed)
+}
