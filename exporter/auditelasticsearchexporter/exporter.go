@@ -25,9 +25,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/auditpipe/auditpipe/audit"
+	"github.com/auditpipe/auditpipe/exporter/auditelasticsearchexporter/internal/metadata"
 	"github.com/auditpipe/auditpipe/internal/canonical"
 	"github.com/auditpipe/auditpipe/internal/pjson"
-	"github.com/auditpipe/auditpipe/exporter/auditelasticsearchexporter/internal/metadata"
 )
 
 // Outcomes of otelcol_exporter_audit_documents.
