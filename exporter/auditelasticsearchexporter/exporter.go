@@ -140,12 +140,15 @@ func (e *auditExporter) pushLogs(ctx context.Context, ld plog.Logs) error {
 		}
 	}
 	ingested := e.now()
-	var items []*item
+	items := make([]*item, 0, ld.LogRecordCount())
 	ignored := 0
+	// One arena for every document of the batch: each item's doc is a capped slice of it.
+	arena := make([]byte, 0, 1024*ld.LogRecordCount())
 	for _, rl := range ld.ResourceLogs().All() {
 		for _, sl := range rl.ScopeLogs().All() {
 			for _, lr := range sl.LogRecords().All() {
-				it := e.prepare(rl, sl, lr, ingested)
+				var it *item
+				it, arena = e.prepare(rl, sl, lr, ingested, arena)
 				if it == nil {
 					ignored++
 					continue
@@ -177,10 +180,10 @@ func (e *auditExporter) reportError(err error) {
 
 // prepare turns a record into its document: an event document in the team's index, or a quarantine
 // document. It returns nil for a record that is not an audit record.
-func (e *auditExporter) prepare(rl plog.ResourceLogs, sl plog.ScopeLogs, lr plog.LogRecord, ingested time.Time) *item {
+func (e *auditExporter) prepare(rl plog.ResourceLogs, sl plog.ScopeLogs, lr plog.LogRecord, ingested time.Time, arena []byte) (*item, []byte) {
 	status, ok := lr.Attributes().Get(audit.AttrStatus)
 	if !ok {
-		return nil
+		return nil, arena
 	}
 	it := &item{rl: rl, sl: sl, lr: lr}
 	if status.Str() != audit.StatusValid {
@@ -194,21 +197,24 @@ func (e *auditExporter) prepare(rl plog.ResourceLogs, sl plog.ScopeLogs, lr plog
 			reasons = []string{audit.FormatProblem(reasonNotNormalized, fmt.Sprintf("audit.status is %q", status.AsString()))}
 		}
 		e.toQuarantine(it, quarantine{stage: stageValidation, reasons: reasons}, ingested)
-		return it
+		return it, arena
 	}
 	ev, reason, detail := e.readEvent(lr)
 	if reason != "" {
 		e.toQuarantine(it, quarantine{stage: stageValidation, reasons: []string{audit.FormatProblem(reason, detail)}, teamID: ev.teamID}, ingested)
-		return it
+		return it, arena
 	}
 	it.index = e.cfg.IndexPrefix + ev.teamID
 	it.id = ev.id
-	it.doc = e.appendEventDoc(nil, ev, lr, rl.Resource(), ingested)
+	start := len(arena)
+	arena = e.appendEventDoc(arena, ev, lr, rl.Resource(), ingested)
+	it.doc = arena[start:len(arena):len(arena)]
 	if len(it.doc) > e.cfg.MaxDocumentBytes {
 		detail := fmt.Sprintf("the document is %d bytes, max_document_bytes is %d", len(it.doc), e.cfg.MaxDocumentBytes)
 		e.toQuarantine(it, quarantine{stage: stageValidation, reasons: []string{audit.FormatProblem(reasonDocumentTooBig, detail)}, teamID: ev.teamID, index: it.index}, ingested)
+		arena = arena[:start] // the oversized document is not kept
 	}
-	return it
+	return it, arena
 }
 
 // toQuarantine makes it a quarantine document. Its id is the event id when there is one, so a
@@ -300,12 +306,14 @@ func sleep(ctx context.Context, d time.Duration) error {
 
 // bulkResponse is the part of a _bulk answer the exporter reads (see filterPath).
 type bulkResponse struct {
-	Items []map[string]struct {
-		Status int `json:"status"`
-		Error  struct {
-			Type   string `json:"type"`
-			Reason string `json:"reason"`
-		} `json:"error"`
+	Items []struct {
+		Create struct {
+			Status int `json:"status"`
+			Error  struct {
+				Type   string `json:"type"`
+				Reason string `json:"reason"`
+			} `json:"error"`
+		} `json:"create"`
 	} `json:"items"`
 }
 
@@ -366,8 +374,8 @@ func (e *auditExporter) send(ctx context.Context, body []byte, batch []*item) (r
 	}
 	counts := map[string]int{}
 	for i, entry := range br.Items {
-		it := batch[i]
-		for _, r := range entry { // one key: "create"
+		it, r := batch[i], entry.Create
+		{
 			switch {
 			case r.Status == http.StatusCreated || r.Status == http.StatusOK:
 				if it.q != nil {

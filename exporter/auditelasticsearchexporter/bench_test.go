@@ -1,0 +1,116 @@
+package auditelasticsearchexporter
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/exporter/exportertest"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/processor/processortest"
+
+	"github.com/auditpipe/auditpipe/processor/auditprocessor"
+)
+
+// countingBulk is a _bulk endpoint that only counts: it answers 201 for every document, so the
+// benchmark measures the exporter's encoding and request handling, not Elasticsearch.
+func countingBulk(b *testing.B) (*httptest.Server, *atomic.Int64) {
+	var docs atomic.Int64
+	created := []byte(`{"create":{"status":201}}`)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		n := bytes.Count(body, []byte{'\n'}) / 2
+		docs.Add(int64(n))
+		w.Header().Set("X-Elastic-Product", "Elasticsearch")
+		w.Header().Set("Content-Type", "application/json")
+		out := make([]byte, 0, 16+n*(len(created)+1))
+		out = append(out, `{"items":[`...)
+		for i := 0; i < n; i++ {
+			if i > 0 {
+				out = append(out, ',')
+			}
+			out = append(out, created...)
+		}
+		w.Write(append(out, "]}"...))
+	}))
+	b.Cleanup(srv.Close)
+	return srv, &docs
+}
+
+// benchBatch is n normalized records: a third the seed sample, a third system actors, a third
+// team_settings_changed with larger metadata, spread over 100 teams.
+func benchBatch(b *testing.B, n int) plog.Logs {
+	ld := plog.NewLogs()
+	rl := ld.ResourceLogs().AppendEmpty()
+	rl.Resource().Attributes().PutStr("service.name", "jobs-api")
+	lrs := rl.ScopeLogs().AppendEmpty().LogRecords()
+	for i := 0; i < n; i++ {
+		lr := lrs.AppendEmpty()
+		lr.SetEventName("audit")
+		lr.SetTimestamp(pcommon.NewTimestampFromTime(baseTime.Add(time.Duration(i) * time.Millisecond)))
+		switch i % 3 {
+		case 0:
+			lr.Body().SetStr(seedSample)
+		case 1:
+			lr.Body().SetStr(rawEvent(1000+i%100, "data_export", `,"metadata":{"format":"csv","rows":120394}`))
+		default:
+			lr.Body().SetStr(rawEvent(1000+i%100, "team_settings_changed", `,"metadata":{"setting":"captcha_protection_level","previous":{"level":"low","rules":[1,2,3]},"current":{"level":"strict","rules":[1,2,3,4,5,6,7,8]}}`))
+		}
+	}
+	sink := new(consumertest.LogsSink)
+	f := auditprocessor.NewFactory()
+	p, err := f.CreateLogs(context.Background(), processortest.NewNopSettings(f.Type()), f.CreateDefaultConfig(), sink)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := p.ConsumeLogs(context.Background(), ld); err != nil {
+		b.Fatal(err)
+	}
+	return sink.AllLogs()[0]
+}
+
+// BenchmarkExporter pushes batches of normalized events through the exporter into a counting _bulk
+// endpoint. events/s and bytes/event are reported per batch size.
+func BenchmarkExporter(b *testing.B) {
+	for _, size := range []int{100, 1000, 10000} {
+		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
+			srv, docs := countingBulk(b)
+			cfg := createDefaultConfig()
+			cfg.Endpoints = []string{srv.URL}
+			cfg.Template.Install = false
+			e, err := newExporter(exportertest.NewNopSettings(NewFactory().Type()), cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := e.start(context.Background(), componenttest.NewNopHost()); err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = e.shutdown(context.Background()) })
+			ld := benchBatch(b, size)
+			var sent int64
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := e.pushLogs(context.Background(), ld); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			if got := docs.Load(); got != int64(b.N*size) {
+				b.Fatalf("endpoint counted %d documents, want %d", got, b.N*size)
+			}
+			sent = int64(b.N * size)
+			b.ReportMetric(float64(sent)/b.Elapsed().Seconds(), "events/s")
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(sent), "ns/event")
+		})
+	}
+}
