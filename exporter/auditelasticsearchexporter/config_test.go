@@ -1,0 +1,86 @@
+package auditelasticsearchexporter
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/confmap"
+	"go.opentelemetry.io/collector/confmap/confmaptest"
+
+	"github.com/auditpipe/auditpipe/exporter/auditelasticsearchexporter/internal/metadata"
+)
+
+func loadConfig(t *testing.T, name string) *Config {
+	t.Helper()
+	cm, err := confmaptest.LoadConf(filepath.Join("testdata", "config.yaml"))
+	require.NoError(t, err)
+	cfg := NewFactory().CreateDefaultConfig()
+	id := component.NewID(metadata.Type)
+	if name != "" {
+		id = component.NewIDWithName(metadata.Type, name)
+	}
+	sub, err := cm.Sub(id.String())
+	require.NoError(t, err)
+	require.NoError(t, sub.Unmarshal(cfg))
+	return cfg.(*Config)
+}
+
+func TestLoadConfig(t *testing.T) {
+	def := loadConfig(t, "")
+	require.NoError(t, confmap.Validate(def))
+	assert.Equal(t, "audit-", def.IndexPrefix)
+	assert.Equal(t, "audit-quarantine", def.QuarantineIndex)
+	assert.True(t, def.Template.Install)
+	assert.True(t, def.QueueConfig.HasValue())
+	assert.True(t, def.QueueConfig.Get().BlockOnOverflow)
+
+	full := loadConfig(t, "full")
+	require.NoError(t, confmap.Validate(full))
+	assert.Equal(t, []string{"https://es-1:9200", "https://es-2:9200"}, full.endpoints())
+	assert.Equal(t, "c2VjcmV0", string(full.APIKey))
+	assert.Equal(t, TemplateConfig{Install: false, Shards: 3, Replicas: 2, RefreshInterval: "5s", ILMPolicy: "audit-365d"}, full.Template)
+	assert.Equal(t, ItemRetryConfig{MaxAttempts: 3, InitialInterval: 50 * time.Millisecond, MaxInterval: time.Second}, full.ItemRetry)
+	require.NotNil(t, full.QueueConfig.Get().StorageID)
+	assert.Equal(t, "file_storage", full.QueueConfig.Get().StorageID.String())
+	assert.Contains(t, string(full.templates()["tenant-audit-events"]), `"lifecycle":{"name":"audit-365d"}`)
+}
+
+func TestConfigErrorsNameTheirKey(t *testing.T) {
+	err := confmap.Validate(loadConfig(t, "bad"))
+	require.Error(t, err)
+	for _, want := range []string{
+		`endpoints[0]: "es-1:9200" is not an http(s) URL`,
+		`user: user and password go together`,
+		`index_prefix: "Audit-" must be a non-empty lowercase index name prefix`,
+		`quarantine_index: "audit,all" must not contain`,
+		`template.shards: 0, must be at least 1`,
+		`template.replicas: -1, must not be negative`,
+		`template.refresh_interval: "soon" is not a duration`,
+		`max_document_bytes: 10, must be at least 1024`,
+		`item_retry.max_attempts: 0, must be at least 1`,
+	} {
+		assert.Contains(t, err.Error(), want)
+	}
+	noEndpoint := createDefaultConfig()
+	assert.ErrorContains(t, noEndpoint.Validate(), "endpoints: at least one Elasticsearch URL is required")
+}
+
+func TestTemplatesMatchTheirIndices(t *testing.T) {
+	cfg := createDefaultConfig()
+	tpl := cfg.templates()
+	require.Len(t, tpl, 2)
+	assert.Contains(t, string(tpl["audit-events"]), `"index_patterns":["audit-*"]`)
+	assert.Contains(t, string(tpl["audit-quarantine-index"]), `"index_patterns":["audit-quarantine"]`)
+}
+
+func TestDocID(t *testing.T) {
+	assert.Equal(t, "abc", docID("abc", "fallback"))
+	assert.Equal(t, "fallback", docID("", "fallback"))
+	long := docID(string(make([]byte, 600)), "fallback")
+	assert.Len(t, long, len("sha256-")+64)
+	assert.Equal(t, long, docID(string(make([]byte, 600)), "other"), "stable for the same id")
+}
