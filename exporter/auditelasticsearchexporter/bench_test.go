@@ -12,14 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/consumer/consumertest"
-	"go.opentelemetry.io/collector/exporter/exportertest"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/processor/processortest"
 
-	"github.com/auditpipe/auditpipe/internal/estest"
 	"github.com/auditpipe/auditpipe/processor/auditprocessor"
 )
 
@@ -89,14 +86,7 @@ func BenchmarkExporter(b *testing.B) {
 			cfg := createDefaultConfig()
 			cfg.Endpoints = []string{srv.URL}
 			cfg.Template.Install = false
-			e, err := newExporter(exportertest.NewNopSettings(NewFactory().Type()), cfg)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := e.start(context.Background(), componenttest.NewNopHost()); err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { _ = e.shutdown(context.Background()) })
+			e := startExporter(b, cfg)
 			ld := benchBatch(b, size)
 			var sent int64
 			b.ReportAllocs()
@@ -121,21 +111,7 @@ func BenchmarkExporter(b *testing.B) {
 // uses fresh timestamps, so nothing is a duplicate). It reports events/s end to end and the CPU this
 // process (the exporter) spent per event; the rest of the machine's CPU went to Elasticsearch.
 func BenchmarkExporterRealNode(b *testing.B) {
-	base := estest.URL(b)
-	prefix := estest.Prefix(b)
-	cfg := createDefaultConfig()
-	cfg.Endpoints = []string{base}
-	cfg.IndexPrefix = prefix + "audit-"
-	cfg.QuarantineIndex = prefix + "audit-quarantine"
-	cfg.Template.Replicas = 0
-	e, err := newExporter(exportertest.NewNopSettings(NewFactory().Type()), cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := e.start(context.Background(), componenttest.NewNopHost()); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = e.shutdown(context.Background()) })
+	e := startExporter(b, testConfig(b, ""))
 	const size = 5000
 	batches := make([]plog.Logs, b.N)
 	for i := range batches {

@@ -135,12 +135,8 @@ func (p *faultProxy) count(k string) {
 // failure, partial retries) and a faulty proxy: each event must end indexed exactly once.
 func TestFaultsEveryEventIndexedExactlyOnce(t *testing.T) {
 	proxy, faults := newFaultProxy(t, estest.URL(t))
-	prefix := estest.Prefix(t)
-	cfg := createDefaultConfig()
-	cfg.Endpoints = []string{proxy.URL}
-	cfg.IndexPrefix = prefix + "audit-"
-	cfg.QuarantineIndex = prefix + "audit-quarantine"
-	cfg.Template.Replicas = 0
+	cfg := testConfig(t, proxy.URL)
+	prefix := strings.TrimSuffix(cfg.IndexPrefix, "audit-")
 	cfg.ItemRetry = ItemRetryConfig{MaxAttempts: 2, InitialInterval: 5 * time.Millisecond, MaxInterval: 20 * time.Millisecond}
 	cfg.BackOffConfig.InitialInterval = 10 * time.Millisecond
 	cfg.BackOffConfig.MaxInterval = 50 * time.Millisecond

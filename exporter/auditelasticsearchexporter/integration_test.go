@@ -29,12 +29,12 @@ const seedSample = `{"action": "job_user_access_changed", "team_id": 191796, "ac
 
 var baseTime = time.Date(2025, 8, 1, 21, 0, 0, 0, time.UTC)
 
-// testExporter starts an exporter writing under a prefix unique to the test, against the real node
-// (or against url, a proxy in front of it).
-func testExporter(t *testing.T, url string, mutate func(*Config)) (*auditExporter, *Config) {
-	t.Helper()
-	base := estest.URL(t)
-	prefix := estest.Prefix(t)
+// testConfig is an exporter configuration writing under a prefix unique to the test, to url (the
+// real node, or a proxy in front of it), with fast item retries.
+func testConfig(tb testing.TB, url string) *Config {
+	tb.Helper()
+	base := estest.URL(tb)
+	prefix := estest.Prefix(tb)
 	if url == "" {
 		url = base
 	}
@@ -45,18 +45,31 @@ func testExporter(t *testing.T, url string, mutate func(*Config)) (*auditExporte
 	cfg.Template.Replicas = 0
 	cfg.ItemRetry.InitialInterval = 10 * time.Millisecond
 	cfg.ItemRetry.MaxInterval = 50 * time.Millisecond
+	return cfg
+}
+
+// startExporter validates cfg and starts an exporter on it, shut down when the test ends.
+func startExporter(tb testing.TB, cfg *Config) *auditExporter {
+	tb.Helper()
+	require.NoError(tb, cfg.Validate())
+	e, err := newExporter(exportertest.NewNopSettings(NewFactory().Type()), cfg)
+	require.NoError(tb, err)
+	require.NoError(tb, e.start(context.Background(), componenttest.NewNopHost()))
+	tb.Cleanup(func() {
+		require.NoError(tb, e.shutdown(context.Background()))
+		http.DefaultClient.CloseIdleConnections()
+	})
+	return e
+}
+
+// testExporter starts an exporter on testConfig, changed by mutate.
+func testExporter(t *testing.T, url string, mutate func(*Config)) (*auditExporter, *Config) {
+	t.Helper()
+	cfg := testConfig(t, url)
 	if mutate != nil {
 		mutate(cfg)
 	}
-	require.NoError(t, cfg.Validate())
-	e, err := newExporter(exportertest.NewNopSettings(NewFactory().Type()), cfg)
-	require.NoError(t, err)
-	require.NoError(t, e.start(context.Background(), componenttest.NewNopHost()))
-	t.Cleanup(func() {
-		require.NoError(t, e.shutdown(context.Background()))
-		http.DefaultClient.CloseIdleConnections()
-	})
-	return e, cfg
+	return startExporter(t, cfg), cfg
 }
 
 // normalized runs raw records through the real audit processor.
