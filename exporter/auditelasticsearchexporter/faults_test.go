@@ -179,3 +179,25 @@ func TestFaultsEveryEventIndexedExactlyOnce(t *testing.T) {
 		assert.Positive(t, faults.stats[k], "the proxy injected no %q", k)
 	}
 }
+
+// TestShutdownFlushesTheQueue queues batches in exporterhelper's sending queue and shuts down at once:
+// everything queued must be in Elasticsearch afterwards.
+func TestShutdownFlushesTheQueue(t *testing.T) {
+	cfg := testConfig(t, "")
+	require.NoError(t, cfg.Validate())
+	f := NewFactory()
+	exp, err := f.CreateLogs(context.Background(), exportertest.NewNopSettings(f.Type()), cfg)
+	require.NoError(t, err)
+	require.NoError(t, exp.Start(context.Background(), componenttest.NewNopHost()))
+	const batches, size = 10, 40
+	for i := 0; i < batches; i++ {
+		var bodies []string
+		for j := 0; j < size; j++ {
+			bodies = append(bodies, rawEvent(200+j%2, "job_created", fmt.Sprintf(`,"metadata":{"batch":%d,"seq":%d}`, i, j)))
+		}
+		require.NoError(t, exp.ConsumeLogs(context.Background(), normalized(t, bodies...)))
+	}
+	require.NoError(t, exp.Shutdown(context.Background()))
+	prefix := cfg.IndexPrefix
+	assert.Equal(t, map[string]int{prefix + "200": batches * size / 2, prefix + "201": batches * size / 2}, indexCounts(t, cfg))
+}
