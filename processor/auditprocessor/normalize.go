@@ -44,7 +44,8 @@ var canonicalFields = map[string]bool{
 type result struct {
 	problems []string
 	warnings []string
-	known    bool
+	known    bool // the action is in the catalog
+	unknown  bool // the action is well formed but not in the catalog
 }
 
 func (r *result) problem(code, format string, args ...any) {
@@ -207,7 +208,8 @@ func (n *normalizer) read(src, attrs pcommon.Map, eventName string, res *result)
 			res.problem(audit.ProblemMalformedAction, "action %v", err)
 		} else {
 			res.known = n.catalog.Known(f.action)
-			if !res.known && n.rejectUnknown {
+			res.unknown = !res.known
+			if res.unknown && n.rejectUnknown {
 				res.problem(audit.ProblemUnknownAction, "%q is not in the action catalog", f.action)
 			}
 		}

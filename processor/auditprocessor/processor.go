@@ -98,7 +98,7 @@ func (p *auditProcessor) processLogs(ctx context.Context, ld plog.Logs) (plog.Lo
 					return false
 				}
 				r := p.norm.normalize(lr)
-				if !r.known && !hasProblem(r, audit.ProblemMissingAction, audit.ProblemMalformedAction, audit.ProblemConflictingField) {
+				if r.unknown {
 					unknown++
 				}
 				if len(r.problems) == 0 {
@@ -129,18 +129,6 @@ func (p *auditProcessor) processLogs(ctx context.Context, ld plog.Logs) (plog.Lo
 		t.ProcessorAuditUnknownActions.Add(ctx, unknown)
 	}
 	return ld, nil
-}
-
-func hasProblem(r result, codes ...string) bool {
-	for _, p := range r.problems {
-		c := audit.ProblemCode(p)
-		for _, want := range codes {
-			if c == want {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 func (p *auditProcessor) shutdown(context.Context) error {
