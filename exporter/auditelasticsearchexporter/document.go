@@ -191,7 +191,8 @@ func (e *auditExporter) appendEventDoc(b []byte, ev event, lr plog.LogRecord, re
 	b = append(b, `,"action":`...)
 	b = pjson.AppendString(b, ev.action)
 	b = append(b, `,"kind":"event"`...)
-	if info, ok := e.catalog.Lookup(ev.action); ok && info.Category != "" {
+	info, _ := e.catalog.Lookup(ev.action)
+	if info.Category != "" {
 		b = append(b, `,"category":`...)
 		b = pjson.AppendString(b, info.Category)
 	}
@@ -247,13 +248,13 @@ func (e *auditExporter) appendEventDoc(b []byte, ev event, lr plog.LogRecord, re
 	} else {
 		b = append(b, "false"...)
 	}
-	if desc := e.catalog.Description(ev.action); desc != "" {
+	if info.Description != "" {
 		b = append(b, `,"action_description":`...)
-		b = pjson.AppendString(b, desc)
+		b = pjson.AppendString(b, info.Description)
 	}
 	if ev.hasWarnings && ev.warnings.Len() > 0 {
 		b = append(b, `,"warnings":`...)
-		b = pjson.AppendValue(b, sliceValue(ev.warnings), false)
+		b = pjson.AppendSlice(b, ev.warnings, false)
 	}
 	return append(b, `}}`...)
 }
@@ -306,12 +307,6 @@ func appendTime(b []byte, t time.Time) []byte {
 	b = append(b, '"')
 	b = t.UTC().AppendFormat(b, time.RFC3339Nano)
 	return append(b, '"')
-}
-
-func sliceValue(s pcommon.Slice) pcommon.Value {
-	v := pcommon.NewValueSlice()
-	s.CopyTo(v.Slice())
-	return v
 }
 
 // quarantine describes why a record goes to the quarantine index.

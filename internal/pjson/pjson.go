@@ -31,15 +31,7 @@ func AppendValue(dst []byte, v pcommon.Value, sorted bool) []byte {
 	case pcommon.ValueTypeMap:
 		return AppendMap(dst, v.Map(), sorted)
 	case pcommon.ValueTypeSlice:
-		s := v.Slice()
-		dst = append(dst, '[')
-		for i := 0; i < s.Len(); i++ {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = AppendValue(dst, s.At(i), sorted)
-		}
-		return append(dst, ']')
+		return AppendSlice(dst, v.Slice(), sorted)
 	case pcommon.ValueTypeBytes:
 		b := v.Bytes().AsRaw()
 		dst = append(dst, '"')
@@ -82,6 +74,18 @@ func AppendMap(dst []byte, m pcommon.Map, sorted bool) []byte {
 		dst = AppendValue(dst, v, sorted)
 	}
 	return append(dst, '}')
+}
+
+// AppendSlice appends s as a JSON array.
+func AppendSlice(dst []byte, s pcommon.Slice, sorted bool) []byte {
+	dst = append(dst, '[')
+	for i := 0; i < s.Len(); i++ {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = AppendValue(dst, s.At(i), sorted)
+	}
+	return append(dst, ']')
 }
 
 // AppendFloat writes a float as encoding/json does. NaN and infinities, which JSON cannot hold, are
