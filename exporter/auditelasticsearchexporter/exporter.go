@@ -241,14 +241,17 @@ func (e *auditExporter) toQuarantine(it *item, q quarantine, ingested time.Time)
 func (e *auditExporter) deliver(ctx context.Context, items []*item, ingested time.Time) ([]*item, error) {
 	pending := items
 	var lastErr error
+	var failedHard []*item // quarantine documents the quarantine index refused
 	for attempt := 1; len(pending) > 0; attempt++ {
 		var retry, rejected []*item
 		retry, rejected, lastErr = e.bulk(ctx, pending)
 		// Rejected event documents go to quarantine in the same loop; a rejected quarantine document
-		// cannot go anywhere else and fails the export.
-		var failedHard []*item
+		// cannot go anywhere else: it is logged, counted as failed, and fails the export once the
+		// other documents are delivered.
 		for _, it := range rejected {
 			if it.q != nil {
+				e.count(ctx, outcomeFailed, 1)
+				e.set.Logger.Error("quarantine index refused a document", zap.String("id", it.id), zap.String("error_type", it.errType), zap.String("reason", it.errReason))
 				failedHard = append(failedHard, it)
 				continue
 			}
@@ -258,15 +261,8 @@ func (e *auditExporter) deliver(ctx context.Context, items []*item, ingested tim
 			}, ingested)
 			retry = append(retry, it)
 		}
-		if len(failedHard) > 0 {
-			e.count(ctx, outcomeFailed, len(failedHard))
-			for _, it := range failedHard {
-				e.set.Logger.Error("quarantine index refused a document", zap.String("id", it.id), zap.String("error_type", it.errType), zap.String("reason", it.errReason))
-			}
-			return failedHard, consumererror.NewPermanent(fmt.Errorf("the quarantine index %s refused %d documents: %s", e.cfg.QuarantineIndex, len(failedHard), failedHard[0].errReason))
-		}
 		if len(retry) == 0 {
-			return nil, nil
+			break
 		}
 		if attempt >= e.cfg.ItemRetry.MaxAttempts {
 			if lastErr == nil {
@@ -280,7 +276,10 @@ func (e *auditExporter) deliver(ctx context.Context, items []*item, ingested tim
 		}
 		pending = retry
 	}
-	return nil, lastErr
+	if len(failedHard) > 0 {
+		return failedHard, consumererror.NewPermanent(fmt.Errorf("the quarantine index %s refused %d documents: %s", e.cfg.QuarantineIndex, len(failedHard), failedHard[0].errReason))
+	}
+	return nil, nil
 }
 
 // backoff is the delay before retry number attempt: exponential, capped, with full jitter in its

@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/config/configoptional"
+	"go.opentelemetry.io/collector/consumer/consumererror"
 	"go.opentelemetry.io/collector/exporter/exporterhelper"
 	"go.opentelemetry.io/collector/exporter/exportertest"
 	"go.opentelemetry.io/collector/pdata/plog"
@@ -27,21 +28,41 @@ import (
 	"github.com/auditpipe/auditpipe/internal/estest"
 )
 
-// faultProxy sits in front of the real node. Of the bulk requests it answers every 4th with 503
-// without forwarding, drops the connection of every 7th, and in the others withholds every 5th item
-// from Elasticsearch and answers it 429, as a node under pressure does.
+// faultProxy sits in front of the real node. For the n-th bulk request, requestFault may answer 503
+// without forwarding or drop the connection; otherwise itemFault may withhold the i-th item from
+// Elasticsearch and answer it with a status of its own, as a node under pressure does.
 type faultProxy struct {
-	target *url.URL
-	rp     *httputil.ReverseProxy
-	mu     sync.Mutex
-	n      int
-	stats  map[string]int
+	target       *url.URL
+	rp           *httputil.ReverseProxy
+	requestFault func(n int) string                // "503", "drop" or ""
+	itemFault    func(n, i int, action []byte) int // an HTTP status, or 0 to forward
+	mu           sync.Mutex
+	n            int
+	stats        map[string]int
 }
 
+// newFaultProxy answers every 4th bulk request with 503, drops the connection of every 7th, and in
+// the others answers every 5th item 429.
 func newFaultProxy(t *testing.T, target string) (*httptest.Server, *faultProxy) {
 	u, err := url.Parse(target)
 	require.NoError(t, err)
-	p := &faultProxy{target: u, rp: httputil.NewSingleHostReverseProxy(u), stats: map[string]int{}}
+	p := &faultProxy{target: u, rp: httputil.NewSingleHostReverseProxy(u), stats: map[string]int{},
+		requestFault: func(n int) string {
+			switch {
+			case n%4 == 0:
+				return "503"
+			case n%7 == 0:
+				return "drop"
+			}
+			return ""
+		},
+		itemFault: func(_, i int, _ []byte) int {
+			if i%5 == 4 {
+				return http.StatusTooManyRequests
+			}
+			return 0
+		},
+	}
 	srv := httptest.NewServer(p)
 	t.Cleanup(srv.Close)
 	return srv, p
@@ -57,12 +78,12 @@ func (p *faultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	n := p.n
 	p.mu.Unlock()
 	body, _ := io.ReadAll(r.Body)
-	switch {
-	case n%4 == 0:
+	switch p.requestFault(n) {
+	case "503":
 		p.count("503")
 		http.Error(w, `{"error":"injected unavailability"}`, http.StatusServiceUnavailable)
 		return
-	case n%7 == 0:
+	case "drop":
 		p.count("dropped connection")
 		conn, _, err := w.(http.Hijacker).Hijack()
 		if err == nil {
@@ -70,7 +91,7 @@ func (p *faultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	// Split the NDJSON into (action, document) pairs and withhold every 5th.
+	// Split the NDJSON into (action, document) pairs and withhold those itemFault picks.
 	var lines [][]byte
 	sc := bufio.NewScanner(bytes.NewReader(body))
 	sc.Buffer(make([]byte, 0, 1<<20), 64<<20)
@@ -78,11 +99,11 @@ func (p *faultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		lines = append(lines, append([]byte(nil), sc.Bytes()...))
 	}
 	var forward bytes.Buffer
-	var withheld []bool
+	var withheld []int
 	for i := 0; i+1 < len(lines); i += 2 {
-		hold := (i/2)%5 == 4
+		hold := p.itemFault(n, i/2, lines[i])
 		withheld = append(withheld, hold)
-		if !hold {
+		if hold == 0 {
 			forward.Write(lines[i])
 			forward.WriteByte('\n')
 			forward.Write(lines[i+1])
@@ -112,9 +133,9 @@ func (p *faultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]json.RawMessage, 0, len(withheld))
 	for _, hold := range withheld {
-		if hold {
-			p.count("429 item")
-			out = append(out, json.RawMessage(`{"create":{"status":429,"error":{"type":"es_rejected_execution_exception","reason":"injected"}}}`))
+		if hold != 0 {
+			p.count(fmt.Sprintf("%d item", hold))
+			out = append(out, json.RawMessage(fmt.Sprintf(`{"create":{"status":%d,"error":{"type":"injected_%d","reason":"injected"}}}`, hold, hold)))
 			continue
 		}
 		out = append(out, items[0])
@@ -200,4 +221,33 @@ func TestShutdownFlushesTheQueue(t *testing.T) {
 	require.NoError(t, exp.Shutdown(context.Background()))
 	prefix := cfg.IndexPrefix
 	assert.Equal(t, map[string]int{prefix + "200": batches * size / 2, prefix + "201": batches * size / 2}, indexCounts(t, cfg))
+}
+
+// TestRefusedQuarantineDoesNotLoseTheRest: when the quarantine index refuses a document, the export
+// fails permanently for that document only; the valid documents of the batch, even ones that needed
+// a retry, are still delivered.
+func TestRefusedQuarantineDoesNotLoseTheRest(t *testing.T) {
+	proxy, faults := newFaultProxy(t, estest.URL(t))
+	faults.requestFault = func(int) string { return "" }
+	e, cfg := testExporter(t, proxy.URL, nil)
+	quarantine := []byte(`"_index":"` + cfg.QuarantineIndex + `"`)
+	faults.itemFault = func(n, _ int, action []byte) int {
+		switch {
+		case bytes.Contains(action, quarantine):
+			return http.StatusBadRequest
+		case n == 1:
+			return http.StatusTooManyRequests // every event document fails its first attempt
+		}
+		return 0
+	}
+	ld := normalized(t, rawEvent(7, "job_created", ""), rawEvent("*", "job_created", ""), rawEvent(8, "job_created", ""))
+	err := e.pushLogs(context.Background(), ld)
+	require.Error(t, err)
+	assert.True(t, consumererror.IsPermanent(err), "%v", err)
+	var failed consumererror.Logs
+	require.ErrorAs(t, err, &failed)
+	assert.Equal(t, 1, failed.Data().LogRecordCount(), "only the refused quarantine record is handed back")
+	assert.Equal(t, map[string]int{cfg.IndexPrefix + "7": 1, cfg.IndexPrefix + "8": 1}, indexCounts(t, cfg))
+	assert.Equal(t, 2, faults.stats["429 item"])
+	assert.Positive(t, faults.stats["400 item"])
 }
