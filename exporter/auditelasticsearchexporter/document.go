@@ -73,6 +73,26 @@ func (e *auditExporter) readEvent(lr plog.LogRecord) (event, string, string) {
 	if ev.actorType != string(audit.ActorUser) && ev.actorType != string(audit.ActorSystem) {
 		return ev, audit.ProblemInvalidActorType, fmt.Sprintf("actor type %q", ev.actorType)
 	}
+	if v, ok := ev.body.Get(audit.FieldTargets); ok && v.Type() != pcommon.ValueTypeEmpty {
+		if v.Type() != pcommon.ValueTypeSlice {
+			return ev, audit.ProblemMalformedTargets, "targets is not a list"
+		}
+		for i, t := range v.Slice().All() {
+			if t.Type() != pcommon.ValueTypeMap {
+				return ev, audit.ProblemMalformedTargets, fmt.Sprintf("targets[%d] is not a map", i)
+			}
+		}
+	}
+	if v, ok := ev.body.Get(audit.FieldAccessRoute); ok && v.Type() != pcommon.ValueTypeEmpty {
+		if v.Type() != pcommon.ValueTypeSlice {
+			return ev, audit.ProblemMalformedField, "access_route is not a list"
+		}
+		for i, a := range v.Slice().All() {
+			if a.Type() != pcommon.ValueTypeStr {
+				return ev, audit.ProblemMalformedField, fmt.Sprintf("access_route[%d] is not a string", i)
+			}
+		}
+	}
 	ev.hash = strField(attrs, audit.AttrHash)
 	if len(ev.hash) != 64 {
 		ev.hash = canonical.Hash(ev.body, lr.Timestamp())

@@ -222,8 +222,7 @@ func (e *auditExporter) prepare(rl plog.ResourceLogs, sl plog.ScopeLogs, lr plog
 func (e *auditExporter) toQuarantine(it *item, q quarantine, ingested time.Time) {
 	id := it.id
 	if id == "" {
-		v, _ := it.lr.Attributes().Get(audit.AttrID)
-		if v.Type() == pcommon.ValueTypeStr {
+		if v, ok := it.lr.Attributes().Get(audit.AttrID); ok && v.Type() == pcommon.ValueTypeStr {
 			id = v.Str()
 		}
 	}

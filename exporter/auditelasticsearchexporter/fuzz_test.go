@@ -1,0 +1,63 @@
+package auditelasticsearchexporter
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/exporter/exportertest"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
+
+	"github.com/auditpipe/auditpipe/audit"
+	"github.com/auditpipe/auditpipe/internal/pjson"
+)
+
+// FuzzPrepare feeds records that claim to be normalized (audit.status=valid) with arbitrary bodies to
+// the exporter, as a pipeline without the processor could: it must never panic, every record must
+// become a document, an event document must be valid JSON in a safe team index, and anything else
+// must go to quarantine.
+func FuzzPrepare(f *testing.F) {
+	f.Add(seedSample, "valid")
+	f.Add(`{"action":"job_created","team_id":"7","actor":{"type":"system"},"targets":["x",{"type":1}],"access_route":[1,null]}`, "valid")
+	f.Add(`{"action":"job_created","team_id":"quarantine","actor":{"type":"user","id":"1","metadata":"m"}}`, "valid")
+	f.Add(`{"action":"job_created","team_id":"7","actor":{"type":"system"},"metadata":[{"a":1}],"user_agent":5}`, "invalid")
+	cfg := createDefaultConfig()
+	cfg.Endpoints = []string{"http://127.0.0.1:9"}
+	e, err := newExporter(exportertest.NewNopSettings(NewFactory().Type()), cfg)
+	if err != nil {
+		f.Fatal(err)
+	}
+	ld := plog.NewLogs()
+	rl := ld.ResourceLogs().AppendEmpty()
+	sl := rl.ScopeLogs().AppendEmpty()
+	f.Fuzz(func(t *testing.T, body, status string) {
+		lr := sl.LogRecords().AppendEmpty()
+		defer sl.LogRecords().RemoveIf(func(plog.LogRecord) bool { return true })
+		lr.SetTimestamp(pcommon.NewTimestampFromTime(time.Unix(1754085600, 0)))
+		if err := pjson.DecodeMap([]byte(body), lr.Body().SetEmptyMap()); err != nil {
+			lr.Body().SetStr(body)
+		}
+		lr.Attributes().PutStr(audit.AttrStatus, status)
+		it, _ := e.prepare(rl, sl, lr, time.Unix(1754085601, 0), nil)
+		if it == nil {
+			t.Fatal("an audit record produced no document")
+		}
+		if !json.Valid(it.doc) {
+			t.Fatalf("document is not JSON: %s", it.doc)
+		}
+		if it.id == "" || len(it.id) > maxIDBytes {
+			t.Fatalf("document id %q", it.id)
+		}
+		if it.q != nil {
+			if it.index != cfg.QuarantineIndex {
+				t.Fatalf("quarantine document in %s", it.index)
+			}
+			return
+		}
+		team := it.index[len(cfg.IndexPrefix):]
+		if err := audit.CheckTeamID(team); err != nil || it.index == cfg.QuarantineIndex {
+			t.Fatalf("event document routed to %q", it.index)
+		}
+	})
+}
