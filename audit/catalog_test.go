@@ -142,3 +142,16 @@ team_settings:
 		t.Error("Extend modified the base catalog")
 	}
 }
+
+func TestActionsGoIsUpToDate(t *testing.T) {
+	have, err := os.ReadFile("actions.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := GenerateActionsGo(DefaultCatalog()); string(have) != string(want) {
+		t.Fatal("actions.go differs from catalog.yaml: run `go generate ./audit`")
+	}
+	if ActionJobUserAccessChanged != "job_user_access_changed" || ActionTeamAPIKeyCreated != "team_api_key_created" {
+		t.Fatal("unexpected constant values")
+	}
+}
