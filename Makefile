@@ -6,17 +6,33 @@ export ES_URL
 
 TOOLS := $(CURDIR)/.tools
 MDATAGEN := $(TOOLS)/mdatagen
+BUILDER_VERSION := v0.165.0
+DIST := _build/otelcol-audit
+# The distribution is rebuilt only when its inputs change: the manifest, the module, any Go source.
+DIST_INPUTS := builder-config.yaml go.mod go.sum $(shell find audit auditlog exporter processor internal -name '*.go' -not -name '*_test.go' -not -path 'internal/tools/*' 2>/dev/null) $(wildcard audit/*.yaml)
 
-.PHONY: help build test test-short bench es-start es-stop es-status lint fmt vet generate tools clean
+.PHONY: help build compile run demo test test-short bench es-start es-stop es-status lint fmt vet generate tools clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-build: ## compile every package
+build: $(DIST) ## build the collector distribution _build/otelcol-audit with the OpenTelemetry Collector Builder
+
+$(DIST): $(DIST_INPUTS)
+	GOFLAGS=-mod=mod $(GO) run go.opentelemetry.io/collector/cmd/builder@$(BUILDER_VERSION) --config builder-config.yaml
+	@touch $(DIST)
+
+compile: ## compile every package of the module
 	$(GO) build ./...
 
-test: ## run all tests with the race detector against a real Elasticsearch (started if none answers at ES_URL)
-	scripts/with-elasticsearch.sh $(GO) test -race -count=1 ./...
+run: $(DIST) ## the main job: a local Elasticsearch (started if none answers) and the collector with config.example.yaml
+	scripts/with-elasticsearch.sh scripts/run-collector.sh
+
+demo: ## send the specification's sample record to the running collector and show where it landed
+	$(GO) run ./examples/jobs-service -demo
+
+test: $(DIST) ## run all tests with the race detector against a real Elasticsearch (started if none answers at ES_URL)
+	scripts/with-elasticsearch.sh $(GO) test -race -count=1 -timeout 20m ./...
 
 test-short: ## unit tests only, no Elasticsearch needed
 	$(GO) test -short -count=1 ./...

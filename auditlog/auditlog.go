@@ -134,7 +134,9 @@ func Body(ev audit.Event) attribute.Value {
 	)
 }
 
-func kv(k string, v attribute.Value) attribute.KeyValue { return attribute.KeyValue{Key: attribute.Key(k), Value: v} }
+func kv(k string, v attribute.Value) attribute.KeyValue {
+	return attribute.KeyValue{Key: attribute.Key(k), Value: v}
+}
 
 func optString(s string) attribute.Value {
 	if s == "" {
