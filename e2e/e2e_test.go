@@ -256,6 +256,24 @@ func TestEndToEnd(t *testing.T) {
 	assert.Equal(t, "e2e-service", seed["service"].(map[string]any)["name"])
 	sys := getDoc(t, prefix+"audit-acme-corp", sysID)
 	assert.Equal(t, "system", sys["actor"].(map[string]any)["type"])
+	assert.Equal(t, map[string]any{"kind": "nightly"}, sys["metadata"])
+
+	res, err := http.Get(estest.URL(t) + "/" + prefix + "audit-quarantine/_search")
+	require.NoError(t, err)
+	var q struct {
+		Hits struct {
+			Hits []struct {
+				Source map[string]any `json:"_source"`
+			} `json:"hits"`
+		} `json:"hits"`
+	}
+	require.NoError(t, json.NewDecoder(res.Body).Decode(&q))
+	res.Body.Close()
+	require.Len(t, q.Hits.Hits, 1)
+	quarantined := q.Hits.Hits[0].Source
+	assert.Equal(t, "validation", quarantined["quarantine"].(map[string]any)["stage"])
+	assert.Equal(t, []any{`invalid_team_id: team_id "../191797" is not a positive integer or a lowercase slug [a-z0-9][a-z0-9_-]{0,63}`}, quarantined["quarantine"].(map[string]any)["reasons"])
+	assert.Equal(t, `"{\"action\":\"job_created\",\"team_id\":\"../191797\",\"actor\":{\"type\":\"system\"}}"`, quarantined["record"].(map[string]any)["body"])
 
 	c.stop()
 	assert.Equal(t, want, counts(t, prefix), "nothing changes after a graceful stop")
