@@ -19,9 +19,10 @@ const templateVersion = 1
 
 const keyword = `{"type":"keyword","ignore_above":1024}`
 
-// eventMappings is the team index mapping. dynamic:strict keeps every document to this exact shape;
+// EventMappings is the team index mapping (exported for tools that check field references, such as
+// the Kibana saved objects test). dynamic:strict keeps every document to this exact shape;
 // metadata of any shape lives in flattened fields, which cannot conflict.
-const eventMappings = `{
+const EventMappings = `{
   "dynamic": "strict",
   "properties": {
     "@timestamp": {"type": "date_nanos"},
@@ -63,8 +64,8 @@ const eventMappings = `{
   }
 }`
 
-// quarantineMappings keeps the original record as unindexed text, so no input can break the mapping.
-const quarantineMappings = `{
+// QuarantineMappings is the quarantine index mapping. It keeps the original record as unindexed text, so no input can break the mapping.
+const QuarantineMappings = `{
   "dynamic": "strict",
   "properties": {
     "@timestamp": {"type": "date_nanos"},
@@ -104,8 +105,8 @@ func (c *Config) templates() map[string][]byte {
 			pattern, priority, templateVersion, hex.EncodeToString(sum[:8]), settings+"}", mappings)
 	}
 	return map[string][]byte{
-		c.IndexPrefix + "events":     build(c.IndexPrefix+"*", 200, teamSettings, eventMappings),
-		c.QuarantineIndex + "-index": build(c.QuarantineIndex, 300, settings, quarantineMappings),
+		c.IndexPrefix + "events":     build(c.IndexPrefix+"*", 200, teamSettings, EventMappings),
+		c.QuarantineIndex + "-index": build(c.QuarantineIndex, 300, settings, QuarantineMappings),
 	}
 }
 

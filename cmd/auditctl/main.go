@@ -1,0 +1,332 @@
+// Command auditctl exports and queries the audit log of a team.
+//
+//	auditctl export --team 191796 [--since 2025-08-01] [--until 2025-09-01] [--action 'job_*']...
+//	                [--actor 445177] [--format csv|ndjson] [--out file] --operator you@example.com
+//	auditctl teams
+//	auditctl show --team 191796 --id <event id>
+//	auditctl tail --team 191796 [--since 10m]
+//
+// Connection settings come from flags or the environment: ES_URL, ES_USER, ES_PASSWORD, ES_API_KEY,
+// ES_CA_FILE, AUDIT_INDEX_PREFIX, AUDIT_QUARANTINE_INDEX (the same names config.example.yaml uses).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/auditpipe/auditpipe/audit"
+	"github.com/auditpipe/auditpipe/auditlog"
+	"github.com/auditpipe/auditpipe/internal/auditquery"
+	kibanaobjects "github.com/auditpipe/auditpipe/kibana"
+)
+
+const usage = `auditctl: export and query team audit logs in Elasticsearch
+
+Commands:
+  export   write one team's events, in time order, as CSV or NDJSON (and record the export in its log)
+  teams    list the teams with an audit log, their event counts and time ranges
+  show     print one event
+  tail     print a team's new events as they arrive
+  kibana   import the Kibana saved objects (data view, saved search, dashboard)
+
+Run 'auditctl <command> --help' for a command's flags.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "auditctl:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, usage)
+		if len(args) == 0 {
+			return errors.New("a command is required")
+		}
+		return nil
+	}
+	cmd, args := args[0], args[1:]
+	fs := flag.NewFlagSet("auditctl "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	if cmd == "kibana" {
+		return kibana(ctx, fs, args, stdout)
+	}
+	conn := connFlags(fs)
+	switch cmd {
+	case "export":
+		return export(ctx, fs, conn, args, stdout, stderr)
+	case "teams":
+		return teams(ctx, fs, conn, args, stdout)
+	case "show":
+		return show(ctx, fs, conn, args, stdout)
+	case "tail":
+		return tail(ctx, fs, conn, args, stdout)
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", cmd)
+}
+
+func env(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// connFlags declares the connection flags, defaulting to the environment.
+func connFlags(fs *flag.FlagSet) func() (*auditquery.Client, error) {
+	url := fs.String("es-url", env("ES_URL", "http://127.0.0.1:9200"), "Elasticsearch URLs, comma-separated (ES_URL)")
+	user := fs.String("user", env("ES_USER", ""), "basic auth user (ES_USER)")
+	password := fs.String("password", env("ES_PASSWORD", ""), "basic auth password (ES_PASSWORD)")
+	apiKey := fs.String("api-key", env("ES_API_KEY", ""), "API key, base64 id:key (ES_API_KEY)")
+	ca := fs.String("ca-file", env("ES_CA_FILE", ""), "PEM file of the CA that signed the cluster's certificate (ES_CA_FILE)")
+	insecure := fs.Bool("insecure-skip-verify", false, "do not verify the cluster's TLS certificate")
+	prefix := fs.String("index-prefix", env("AUDIT_INDEX_PREFIX", "audit-"), "index prefix of team indices (AUDIT_INDEX_PREFIX)")
+	quarantine := fs.String("quarantine-index", env("AUDIT_QUARANTINE_INDEX", "audit-quarantine"), "quarantine index (AUDIT_QUARANTINE_INDEX)")
+	return func() (*auditquery.Client, error) {
+		return auditquery.New(auditquery.Conn{
+			URLs: strings.Split(*url, ","), User: *user, Password: *password, APIKey: *apiKey,
+			CAFile: *ca, InsecureSkipVerify: *insecure, IndexPrefix: *prefix, QuarantineIndex: *quarantine,
+		})
+	}
+}
+
+type multi []string
+
+func (m *multi) String() string     { return strings.Join(*m, ",") }
+func (m *multi) Set(s string) error { *m = append(*m, s); return nil }
+
+// parseTime accepts RFC 3339, a date (UTC midnight), or a duration back from now ("24h").
+func parseTime(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse("2006-01-02", s); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time, a date (2006-01-02) or a duration (24h)", s)
+}
+
+func export(ctx context.Context, fs *flag.FlagSet, connect func() (*auditquery.Client, error), args []string, stdout, stderr io.Writer) error {
+	team := fs.String("team", "", "the team id (required)")
+	since := fs.String("since", "", "first event time, inclusive: RFC 3339, a date, or a duration back from now")
+	until := fs.String("until", "", "end time, exclusive: RFC 3339, a date, or a duration back from now")
+	var actions multi
+	fs.Var(&actions, "action", "action name or pattern with * and ? (repeatable; any matches)")
+	actor := fs.String("actor", "", "only events of this actor id")
+	format := fs.String("format", "csv", "csv or ndjson")
+	out := fs.String("out", "", "output file (default standard output)")
+	operator := fs.String("operator", env("AUDITCTL_OPERATOR", env("USER", "")), "who runs the export, recorded in the team's log (AUDITCTL_OPERATOR)")
+	reason := fs.String("reason", "", "why, e.g. the on-call ticket; recorded with the export")
+	progress := fs.String("progress", "auto", "progress on standard error: auto (when it is a terminal), on, off")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *team == "" {
+		return errors.New("export: --team is required")
+	}
+	if *operator == "" {
+		return errors.New("export: --operator is required (or AUDITCTL_OPERATOR): exports are recorded in the team's log")
+	}
+	now := time.Now()
+	f := auditquery.Filter{Team: *team, Actions: actions, ActorID: *actor}
+	var err error
+	if f.Since, err = parseTime(*since, now); err != nil {
+		return fmt.Errorf("--since: %w", err)
+	}
+	if f.Until, err = parseTime(*until, now); err != nil {
+		return fmt.Errorf("--until: %w", err)
+	}
+	c, err := connect()
+	if err != nil {
+		return err
+	}
+	if _, err := c.TeamIndex(*team); err != nil {
+		return err
+	}
+	w := stdout
+	if *out != "" {
+		file, err := os.Create(*out)
+		if err != nil {
+			return err
+		}
+		defer file.Close()
+		w = file
+	}
+	var bar auditquery.Progress
+	if *progress == "on" || (*progress == "auto" && isTerminal(stderr)) {
+		bar = &progressBar{w: stderr}
+	}
+	n, err := c.Export(ctx, f, auditquery.Format(*format), w, bar)
+	if bar != nil {
+		fmt.Fprintln(stderr)
+	}
+	if err != nil {
+		return err
+	}
+	if f, ok := w.(*os.File); ok && w != stdout {
+		if err := f.Sync(); err != nil {
+			return err
+		}
+	}
+	md := map[string]any{"kind": "auditctl", "format": *format, "events": n}
+	for k, v := range map[string]string{"since": *since, "until": *until, "actor": *actor, "reason": *reason, "actions": strings.Join(actions, ",")} {
+		if v != "" {
+			md[k] = v
+		}
+	}
+	id, err := c.Record(ctx, audit.Event{
+		Action:   audit.ActionDataExport,
+		TeamID:   *team,
+		Actor:    auditlog.User(*operator, "", ""),
+		Targets:  []audit.Target{{Type: "audit_log", ID: *team}},
+		Metadata: md,
+	})
+	if err != nil {
+		return fmt.Errorf("exported %d events, but recording the export in the team's log failed: %w", n, err)
+	}
+	fmt.Fprintf(stderr, "exported %d events of team %s; recorded as data_export event %s\n", n, *team, id)
+	return nil
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+type progressBar struct {
+	w     io.Writer
+	total int64
+}
+
+func (p *progressBar) Total(n int64) { p.total = n }
+func (p *progressBar) Done(n int64) {
+	pct := 100.0
+	if p.total > 0 {
+		pct = float64(n) * 100 / float64(p.total)
+	}
+	width := 30
+	filled := int(pct / 100 * float64(width))
+	if filled > width {
+		filled = width
+	}
+	fmt.Fprintf(p.w, "\r[%s%s] %d/%d events (%.0f%%)", strings.Repeat("#", filled), strings.Repeat(".", width-filled), n, p.total, pct)
+}
+
+func teams(ctx context.Context, fs *flag.FlagSet, connect func() (*auditquery.Client, error), args []string, stdout io.Writer) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	c, err := connect()
+	if err != nil {
+		return err
+	}
+	ts, err := c.Teams(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%-24s %10s  %-32s %-32s\n", "TEAM", "EVENTS", "FIRST", "LAST")
+	for _, t := range ts {
+		fmt.Fprintf(stdout, "%-24s %10d  %-32s %-32s\n", t.ID, t.Events, t.First, t.Last)
+	}
+	return nil
+}
+
+func show(ctx context.Context, fs *flag.FlagSet, connect func() (*auditquery.Client, error), args []string, stdout io.Writer) error {
+	team := fs.String("team", "", "the team id (required)")
+	id := fs.String("id", "", "the event id (required)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *team == "" || *id == "" {
+		return errors.New("show: --team and --id are required")
+	}
+	c, err := connect()
+	if err != nil {
+		return err
+	}
+	doc, err := c.Show(ctx, *team, *id)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "%s\n", doc)
+	return err
+}
+
+func tail(ctx context.Context, fs *flag.FlagSet, connect func() (*auditquery.Client, error), args []string, stdout io.Writer) error {
+	team := fs.String("team", "", "the team id (required)")
+	since := fs.String("since", "1m", "start from events at or after this time: RFC 3339, a date, or a duration back from now")
+	var actions multi
+	fs.Var(&actions, "action", "action name or pattern with * and ? (repeatable)")
+	interval := fs.Duration("interval", 2*time.Second, "how often to poll")
+	forDur := fs.Duration("for", 0, "stop after this long (default: until interrupted)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *team == "" {
+		return errors.New("tail: --team is required")
+	}
+	from, err := parseTime(*since, time.Now())
+	if err != nil {
+		return fmt.Errorf("--since: %w", err)
+	}
+	c, err := connect()
+	if err != nil {
+		return err
+	}
+	if *forDur > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *forDur)
+		defer cancel()
+	}
+	return c.Tail(ctx, auditquery.Filter{Team: *team, Actions: actions}, from, *interval, stdout)
+}
+
+func kibana(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.Writer) error {
+	url := fs.String("kibana-url", env("KIBANA_URL", "http://127.0.0.1:5601"), "Kibana URL (KIBANA_URL)")
+	user := fs.String("kibana-user", env("KIBANA_USER", ""), "Kibana user (KIBANA_USER)")
+	password := fs.String("kibana-password", env("KIBANA_PASSWORD", ""), "Kibana password (KIBANA_PASSWORD)")
+	apiKey := fs.String("kibana-api-key", env("KIBANA_API_KEY", ""), "Kibana API key (KIBANA_API_KEY)")
+	file := fs.String("file", "", "saved objects NDJSON to import (default: the ones built into auditctl)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	objects := kibanaobjects.SavedObjects
+	if *file != "" {
+		b, err := os.ReadFile(*file)
+		if err != nil {
+			return err
+		}
+		objects = b
+	}
+	n, err := kibanaobjects.Import(ctx, *url, kibanaobjects.Auth{User: *user, Password: *password, APIKey: *apiKey}, objects)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "imported %d saved objects into %s: open the dashboard \"Audit log\"\n", n, *url)
+	return nil
+}

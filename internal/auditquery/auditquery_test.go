@@ -1,0 +1,290 @@
+package auditquery
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/auditpipe/auditpipe/audit"
+	"github.com/auditpipe/auditpipe/auditlog"
+	"github.com/auditpipe/auditpipe/internal/estest"
+)
+
+var t0 = time.Date(2025, 8, 1, 21, 0, 0, 0, time.UTC)
+
+func testClient(t testing.TB) *Client {
+	t.Helper()
+	prefix := estest.Prefix(t)
+	c, err := New(Conn{URLs: []string{estest.URL(t)}, IndexPrefix: prefix + "audit-", QuarantineIndex: prefix + "audit-quarantine"})
+	require.NoError(t, err)
+	c.installTemplates = true
+	t.Cleanup(http.DefaultClient.CloseIdleConnections)
+	return c
+}
+
+func refresh(t testing.TB, c *Client) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, c.conn.URLs[0]+"/"+c.conn.IndexPrefix+"*/_refresh", nil)
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	res.Body.Close()
+}
+
+func load(t testing.TB, c *Client, events []audit.Event) []string {
+	t.Helper()
+	var ids []string
+	for start := 0; start < len(events); start += 10000 {
+		end := min(start+10000, len(events))
+		got, err := c.RecordAll(context.Background(), events[start:end])
+		require.NoError(t, err)
+		ids = append(ids, got...)
+	}
+	refresh(t, c)
+	return ids
+}
+
+// smallLog is a team log with every case the filters and the CSV must handle.
+func smallLog() []audit.Event {
+	return []audit.Event{
+		{Time: t0, Action: audit.ActionUserLoginFailed, TeamID: "191796", Actor: auditlog.User("445177", "ann+oats@gem.com", "Ann Samuelson"), RemoteAddr: "::1", AccessRoute: []string{"203.0.113.9", "::1"}},
+		{Time: t0.Add(time.Minute), Action: audit.ActionJobUserAccessChanged, TeamID: "191796", Actor: auditlog.User("445177", "ann+oats@gem.com", "Ann Samuelson"),
+			Targets:  []audit.Target{{Type: "job_user_access", ID: "107404", Metadata: map[string]any{"job_id": 313520, "access_level_id": 7349}}, {Type: "job", ID: "313520"}},
+			Metadata: map[string]any{"previous_access_level_id": 7347}, UserAgent: "Mozilla/5.0"},
+		{Time: t0.Add(2 * time.Minute), Action: audit.ActionJobCreated, TeamID: "191796", Actor: auditlog.User("9", "", "=HYPERLINK(\"http://evil\")"), UserAgent: "@SUM(1+1)", Metadata: map[string]any{"title": "-5 engineers, \"senior\"\nline two"}},
+		{Time: t0.Add(3 * time.Minute), Action: audit.ActionJobClosed, TeamID: "191796", Actor: auditlog.System()},
+		{Time: t0.Add(4 * time.Minute), Action: audit.ActionUserLoginComplete, TeamID: "191796", Actor: auditlog.User("445177", "", "")},
+		{Time: t0.Add(5 * time.Minute), Action: audit.ActionUserLoginComplete, TeamID: "7", Actor: auditlog.User("445177", "", "")},
+	}
+}
+
+func exportString(t *testing.T, c *Client, f Filter, format Format) (string, int64) {
+	t.Helper()
+	var b bytes.Buffer
+	n, err := c.Export(context.Background(), f, format, &b, nil)
+	require.NoError(t, err)
+	return b.String(), n
+}
+
+func TestExportFiltersAreExact(t *testing.T) {
+	c := testClient(t)
+	load(t, c, smallLog())
+	cases := []struct {
+		name string
+		f    Filter
+		want []string // actions, in order
+	}{
+		{"all of one team", Filter{Team: "191796"}, []string{"user_login_failed", "job_user_access_changed", "job_created", "job_closed", "user_login_complete"}},
+		{"other team", Filter{Team: "7"}, []string{"user_login_complete"}},
+		{"since inclusive", Filter{Team: "191796", Since: t0.Add(time.Minute)}, []string{"job_user_access_changed", "job_created", "job_closed", "user_login_complete"}},
+		{"until exclusive", Filter{Team: "191796", Until: t0.Add(2 * time.Minute)}, []string{"user_login_failed", "job_user_access_changed"}},
+		{"action pattern", Filter{Team: "191796", Actions: []string{"job_*"}}, []string{"job_user_access_changed", "job_created", "job_closed"}},
+		{"two actions", Filter{Team: "191796", Actions: []string{"user_login_failed", "job_closed"}}, []string{"user_login_failed", "job_closed"}},
+		{"actor", Filter{Team: "191796", ActorID: "445177"}, []string{"user_login_failed", "job_user_access_changed", "user_login_complete"}},
+		{"everything", Filter{Team: "191796", ActorID: "445177", Actions: []string{"user_login_*"}, Since: t0.Add(time.Second)}, []string{"user_login_complete"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out, n := exportString(t, c, tc.f, NDJSON)
+			var got []string
+			for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+				var d struct{ Action, TeamID string }
+				require.NoError(t, json.Unmarshal([]byte(line), &d))
+				got = append(got, d.Action)
+			}
+			assert.Equal(t, tc.want, got)
+			assert.Equal(t, int64(len(tc.want)), n)
+		})
+	}
+	_, err := c.Export(context.Background(), Filter{Team: "191796", Actions: []string{`job_*" OR *`}}, CSV, io.Discard, nil)
+	assert.ErrorContains(t, err, "use lowercase action names")
+}
+
+func TestCSVParsesBackToTheSameValues(t *testing.T) {
+	c := testClient(t)
+	load(t, c, smallLog())
+	out, _ := exportString(t, c, Filter{Team: "191796"}, CSV)
+	assert.True(t, strings.HasPrefix(out, strings.Join(CSVHeader, ",")+"\r\n"), "RFC 4180 header line")
+	rows, err := csv.NewReader(strings.NewReader(out)).ReadAll()
+	require.NoError(t, err)
+	require.Len(t, rows, 6)
+	assert.Equal(t, CSVHeader, rows[0])
+	assert.Equal(t, []string{"2025-08-01T21:00:00Z", "user_login_failed", "A user failed a login attempt", "user", "445177", "ann+oats@gem.com", "Ann Samuelson",
+		"[]", "203.0.113.9, ::1", "::1", "", ""}, rows[1])
+	assert.Equal(t, []string{"2025-08-01T21:01:00Z", "job_user_access_changed", "A user’s permissions were changed", "user", "445177", "ann+oats@gem.com", "Ann Samuelson",
+		`[{"id":"107404","metadata":{"access_level_id":7349,"job_id":313520},"type":"job_user_access"},{"id":"313520","type":"job"}]`, "", "", "Mozilla/5.0",
+		`{"previous_access_level_id":7347}`}, rows[2])
+	// Formula injection is neutralized; quotes, commas and newlines survive the round trip.
+	assert.Equal(t, `'=HYPERLINK("http://evil")`, rows[3][6])
+	assert.Equal(t, "'@SUM(1+1)", rows[3][10])
+	assert.Equal(t, `{"title":"-5 engineers, \"senior\"\nline two"}`, rows[3][11])
+	assert.Equal(t, []string{"system", "", "", ""}, rows[4][3:7])
+}
+
+func TestNeutralizeFormula(t *testing.T) {
+	for in, want := range map[string]string{"=1+1": "'=1+1", "+1": "'+1", "-1": "'-1", "@x": "'@x", "\tx": "'\tx", "\rx": "'\rx", "ok": "ok", "": "", "a=b": "a=b"} {
+		assert.Equal(t, want, NeutralizeFormula(in), in)
+	}
+}
+
+func TestHostileAndUnknownTeamsAndUnreachableCluster(t *testing.T) {
+	c := testClient(t)
+	for _, team := range []string{"", "*", "../191796", "191796,7", "Acme", "_all", "a b", "quarantine"} {
+		_, err := c.Export(context.Background(), Filter{Team: team}, CSV, io.Discard, nil)
+		assert.Error(t, err, "team %q", team)
+		_, err = c.Show(context.Background(), team, "x")
+		assert.Error(t, err, "team %q", team)
+	}
+	_, err := c.Export(context.Background(), Filter{Team: "404404"}, CSV, io.Discard, nil)
+	assert.True(t, errors.Is(err, ErrNoTeam), "%v", err)
+	assert.ErrorContains(t, err, "no audit log for this team")
+
+	down, err := New(Conn{URLs: []string{"http://127.0.0.1:9"}})
+	require.NoError(t, err)
+	_, err = down.Export(context.Background(), Filter{Team: "7"}, CSV, io.Discard, nil)
+	assert.ErrorContains(t, err, "unreachable")
+}
+
+func TestTeamsShowTail(t *testing.T) {
+	c := testClient(t)
+	ids := load(t, c, smallLog())
+	teams, err := c.Teams(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, []Team{
+		{ID: "191796", Events: 5, First: "2025-08-01T21:00:00.000Z", Last: "2025-08-01T21:04:00.000Z"},
+		{ID: "7", Events: 1, First: "2025-08-01T21:05:00.000Z", Last: "2025-08-01T21:05:00.000Z"},
+	}, teams)
+
+	doc, err := c.Show(context.Background(), "191796", ids[1])
+	require.NoError(t, err)
+	assert.Contains(t, string(doc), `"action":"job_user_access_changed"`)
+	_, err = c.Show(context.Background(), "191796", "no-such-id")
+	assert.ErrorContains(t, err, `team 191796 has no event "no-such-id"`)
+
+	// tail prints what is there, then what arrives, once each.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- c.Tail(ctx, Filter{Team: "191796"}, t0.Add(3*time.Minute), 100*time.Millisecond, pw); pw.Close() }()
+	lines := bufio.NewScanner(pr)
+	next := func() string {
+		require.True(t, lines.Scan())
+		var d struct{ Action string }
+		require.NoError(t, json.Unmarshal(lines.Bytes(), &d))
+		return d.Action
+	}
+	assert.Equal(t, "job_closed", next())
+	assert.Equal(t, "user_login_complete", next())
+	load(t, c, []audit.Event{{Time: t0.Add(10 * time.Minute), Action: audit.ActionSessionDeleted, TeamID: "191796", Actor: auditlog.System()}})
+	assert.Equal(t, "session_deleted", next())
+	cancel()
+	go io.Copy(io.Discard, pr)
+	require.NoError(t, <-done)
+}
+
+
+// TestExportOf100kEvents: complete, in order, constant in memory, byte-for-byte stable.
+func TestExportOf100kEvents(t *testing.T) {
+	if testing.Short() {
+		t.Skip("indexes 100,000 events")
+	}
+	c := testClient(t)
+	const n = 100_000
+	events := make([]audit.Event, n)
+	actions := audit.DefaultCatalog().ActionNames()
+	for i := range events {
+		events[i] = audit.Event{
+			// Pairs of events share a timestamp: the event id breaks the tie.
+			Time:     t0.Add(time.Duration(i/2) * time.Millisecond),
+			Action:   actions[i%len(actions)],
+			TeamID:   "191796",
+			Actor:    auditlog.User(fmt.Sprint(i%97), fmt.Sprintf("user%d@example.com", i%97), "User"),
+			Targets:  []audit.Target{{Type: "job", ID: fmt.Sprint(i)}},
+			Metadata: map[string]any{"seq": i, "note": strings.Repeat("x", i%50)},
+		}
+	}
+	load(t, c, events)
+	events = nil
+
+	var peak atomic.Uint64
+	runtime.GC()
+	var base runtime.MemStats
+	runtime.ReadMemStats(&base)
+	stop := make(chan struct{})
+	go func() {
+		var m runtime.MemStats
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+				runtime.ReadMemStats(&m)
+				if m.HeapInuse > peak.Load() {
+					peak.Store(m.HeapInuse)
+				}
+			}
+		}
+	}()
+	digest := func(format Format) ([32]byte, int64, int64) {
+		h := sha256.New()
+		var size countingWriter
+		cnt, err := c.Export(context.Background(), Filter{Team: "191796"}, format, io.MultiWriter(h, &size), nil)
+		require.NoError(t, err)
+		var sum [32]byte
+		copy(sum[:], h.Sum(nil))
+		return sum, cnt, int64(size)
+	}
+	first, cnt, size := digest(CSV)
+	second, _, _ := digest(CSV)
+	close(stop)
+	assert.Equal(t, int64(n), cnt)
+	assert.Equal(t, first, second, "two exports are byte-for-byte identical")
+	grown := int64(peak.Load()) - int64(base.HeapInuse)
+	t.Logf("CSV export: %d bytes; heap in use grew by at most %d KiB", size, grown/1024)
+	// One page at a time: the heap grows by a bounded amount, well below the size of the export.
+	assert.Less(t, grown, size/2, "memory must not grow with the export (%d bytes exported)", size)
+	assert.Less(t, grown, int64(32<<20))
+
+	// Order and completeness, read back as NDJSON.
+	var b bytes.Buffer
+	_, err := c.Export(context.Background(), Filter{Team: "191796"}, NDJSON, &b, nil)
+	require.NoError(t, err)
+	sc := bufio.NewScanner(&b)
+	sc.Buffer(nil, 1<<20)
+	seen := make(map[int]bool, n)
+	var prevTS time.Time
+	prevID := ""
+	for sc.Scan() {
+		var d struct {
+			TS       string `json:"@timestamp"`
+			Event    struct{ ID string }
+			Metadata struct{ Seq int }
+		}
+		require.NoError(t, json.Unmarshal(sc.Bytes(), &d))
+		ts, err := time.Parse(time.RFC3339Nano, d.TS)
+		require.NoError(t, err)
+		require.True(t, ts.After(prevTS) || (ts.Equal(prevTS) && d.Event.ID > prevID), "out of order at seq %d", d.Metadata.Seq)
+		prevTS, prevID = ts, d.Event.ID
+		seen[d.Metadata.Seq] = true
+	}
+	assert.Len(t, seen, n)
+}
+
+type countingWriter int64
+
+func (w *countingWriter) Write(p []byte) (int, error) { *w += countingWriter(len(p)); return len(p), nil }

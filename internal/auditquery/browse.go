@@ -1,0 +1,168 @@
+package auditquery
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/elastic/go-elasticsearch/v8/esapi"
+)
+
+// Team is one team with an audit index.
+type Team struct {
+	ID          string
+	Events      int64
+	First, Last string // @timestamp of the oldest and newest event; empty when there is none
+}
+
+// Teams lists the teams that have an audit index, with their event counts and time ranges, sorted by
+// team id. The quarantine index is not a team.
+func (c *Client) Teams(ctx context.Context) ([]Team, error) {
+	body := `{"size":0,"aggs":{"teams":{"terms":{"field":"_index","size":65536},"aggs":{"first":{"min":{"field":"@timestamp","format":"strict_date_optional_time_nanos"}},"last":{"max":{"field":"@timestamp","format":"strict_date_optional_time_nanos"}}}}}}`
+	var res struct {
+		Aggregations struct {
+			Teams struct {
+				Buckets []struct {
+					Key      string `json:"key"`
+					DocCount int64  `json:"doc_count"`
+					First    struct {
+						Value string `json:"value_as_string"`
+					} `json:"first"`
+					Last struct {
+						Value string `json:"value_as_string"`
+					} `json:"last"`
+				} `json:"buckets"`
+			} `json:"teams"`
+		} `json:"aggregations"`
+	}
+	ignore := true
+	req := esapi.SearchRequest{
+		Index:             []string{c.conn.IndexPrefix + "*", "-" + c.conn.QuarantineIndex},
+		Body:              strings.NewReader(body),
+		IgnoreUnavailable: &ignore,
+		AllowNoIndices:    &ignore,
+	}
+	if err := c.do(ctx, req, &res); err != nil {
+		return nil, err
+	}
+	var teams []Team
+	for _, b := range res.Aggregations.Teams.Buckets {
+		teams = append(teams, Team{ID: strings.TrimPrefix(b.Key, c.conn.IndexPrefix), Events: b.DocCount, First: b.First.Value, Last: b.Last.Value})
+	}
+	// Teams whose index is still empty do not show in the aggregation.
+	var indices []struct {
+		Index string `json:"index"`
+	}
+	if err := c.do(ctx, esapi.CatIndicesRequest{Index: []string{c.conn.IndexPrefix + "*"}, Format: "json", H: []string{"index"}}, &indices); err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	for _, t := range teams {
+		seen[t.ID] = true
+	}
+	for _, ix := range indices {
+		if ix.Index == c.conn.QuarantineIndex {
+			continue
+		}
+		if id := strings.TrimPrefix(ix.Index, c.conn.IndexPrefix); !seen[id] {
+			teams = append(teams, Team{ID: id})
+		}
+	}
+	sort.Slice(teams, func(i, j int) bool { return teams[i].ID < teams[j].ID })
+	return teams, nil
+}
+
+// Show returns one stored event of a team by its id, as stored.
+func (c *Client) Show(ctx context.Context, team, id string) (json.RawMessage, error) {
+	index, err := c.TeamIndex(team)
+	if err != nil {
+		return nil, err
+	}
+	var doc struct {
+		Found  bool            `json:"found"`
+		Source json.RawMessage `json:"_source"`
+	}
+	res, err := esapi.GetRequest{Index: index, DocumentID: id}.Do(ctx, c.es)
+	if err != nil {
+		return nil, fmt.Errorf("Elasticsearch at %s is unreachable: %w", strings.Join(c.conn.URLs, ", "), err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode == 404 {
+		if bytes.Contains(b, []byte("index_not_found_exception")) {
+			return nil, c.teamErr(team, ErrNoTeam)
+		}
+		return nil, fmt.Errorf("team %s has no event %q", team, id)
+	}
+	if res.IsError() {
+		return nil, fmt.Errorf("Elasticsearch answered %s: %s", res.Status(), truncate(string(b), 500))
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return nil, err
+	}
+	return doc.Source, nil
+}
+
+// Tail writes, as NDJSON, the team's events at or after since that match the filter, then polls
+// every interval for newer ones until ctx ends. Events are taken in (@timestamp, event id) order and
+// each is written once.
+func (c *Client) Tail(ctx context.Context, f Filter, since time.Time, interval time.Duration, w io.Writer) error {
+	index, err := c.TeamIndex(f.Team)
+	if err != nil {
+		return err
+	}
+	f.Since, f.Until = since, time.Time{}
+	q, err := f.query()
+	if err != nil {
+		return err
+	}
+	var after []json.RawMessage
+	for {
+		// Make what was indexed since the last poll searchable; a tail wants to see it now.
+		_ = c.do(ctx, esapi.IndicesRefreshRequest{Index: []string{index}}, nil)
+		for {
+			req := map[string]any{
+				"size":  PageSize,
+				"query": q,
+				"sort":  []any{map[string]any{"@timestamp": map[string]any{"order": "asc", "format": "strict_date_optional_time_nanos"}}, map[string]any{"event.id": "asc"}},
+			}
+			if after != nil {
+				req["search_after"] = after
+			}
+			body, _ := json.Marshal(req)
+			var page struct {
+				Hits struct {
+					Hits []struct {
+						Source json.RawMessage   `json:"_source"`
+						Sort   []json.RawMessage `json:"sort"`
+					} `json:"hits"`
+				} `json:"hits"`
+			}
+			if err := c.do(ctx, esapi.SearchRequest{Index: []string{index}, Body: bytes.NewReader(body)}, &page); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return c.teamErr(f.Team, err)
+			}
+			for _, h := range page.Hits.Hits {
+				if _, err := w.Write(append(h.Source, '\n')); err != nil {
+					return err
+				}
+				after = h.Sort
+			}
+			if len(page.Hits.Hits) < PageSize {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(interval):
+		}
+	}
+}

@@ -1,0 +1,127 @@
+// Package auditquery reads the audit indices the exporter writes: it exports one team's log as CSV
+// or NDJSON, lists teams, shows and follows events. cmd/auditctl is its command line.
+package auditquery
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+
+	"github.com/elastic/go-elasticsearch/v8"
+	"github.com/elastic/go-elasticsearch/v8/esapi"
+
+	"github.com/auditpipe/auditpipe/audit"
+)
+
+// Conn says how to reach Elasticsearch; the same settings as the exporter's, from flags or the
+// environment (ES_URL, ES_USER, ES_PASSWORD, ES_API_KEY, ES_CA_FILE).
+type Conn struct {
+	URLs               []string
+	User, Password     string
+	APIKey             string
+	CAFile             string
+	InsecureSkipVerify bool
+	IndexPrefix        string // default audit-
+	QuarantineIndex    string // default audit-quarantine
+}
+
+// Client queries the audit indices.
+type Client struct {
+	es   *elasticsearch.Client
+	conn Conn
+	// installTemplates lets Record install the index templates, as the collector does; the CLI leaves
+	// templates to the collector, tests of fresh prefixes need them.
+	installTemplates bool
+}
+
+// New connects (lazily: the first request reaches the cluster).
+func New(c Conn) (*Client, error) {
+	if len(c.URLs) == 0 {
+		c.URLs = []string{"http://127.0.0.1:9200"}
+	}
+	if c.IndexPrefix == "" {
+		c.IndexPrefix = "audit-"
+	}
+	if c.QuarantineIndex == "" {
+		c.QuarantineIndex = "audit-quarantine"
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if c.CAFile != "" || c.InsecureSkipVerify {
+		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: c.InsecureSkipVerify} //nolint:gosec // an explicit operator choice
+		if c.CAFile != "" {
+			pem, err := os.ReadFile(c.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("ca file: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("ca file %s: no certificate found", c.CAFile)
+			}
+			tr.TLSClientConfig.RootCAs = pool
+		}
+	}
+	es, err := elasticsearch.NewClient(elasticsearch.Config{
+		Addresses: c.URLs, Username: c.User, Password: c.Password, APIKey: c.APIKey, Transport: tr,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Client{es: es, conn: c}, nil
+}
+
+// Conn returns the connection settings in use.
+func (c *Client) Conn() Conn { return c.conn }
+
+// TeamIndex returns the index of a team after checking the team id with the same rule the processor
+// and the exporter apply, so a hostile id can never name another index or a pattern.
+func (c *Client) TeamIndex(team string) (string, error) {
+	if err := audit.CheckTeamID(team); err != nil {
+		return "", fmt.Errorf("team %w", err)
+	}
+	index := c.conn.IndexPrefix + team
+	if index == c.conn.QuarantineIndex {
+		return "", fmt.Errorf("team %q: its index would be the quarantine index", team)
+	}
+	return index, nil
+}
+
+// ErrNoTeam is returned for a team that has no audit index.
+var ErrNoTeam = errors.New("no audit log for this team")
+
+// do runs a request and decodes a JSON answer into out; errors say what the cluster said.
+func (c *Client) do(ctx context.Context, req esapi.Request, out any) error {
+	res, err := req.Do(ctx, c.es)
+	if err != nil {
+		return fmt.Errorf("Elasticsearch at %s is unreachable: %w", strings.Join(c.conn.URLs, ", "), err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		return err
+	}
+	if res.StatusCode == http.StatusNotFound && bytes.Contains(body, []byte("index_not_found_exception")) {
+		return ErrNoTeam
+	}
+	if res.IsError() {
+		return fmt.Errorf("Elasticsearch answered %s: %s", res.Status(), truncate(string(body), 500))
+	}
+	if out == nil {
+		return nil
+	}
+	return json.Unmarshal(body, out)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

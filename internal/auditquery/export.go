@@ -1,0 +1,278 @@
+package auditquery
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/elastic/go-elasticsearch/v8/esapi"
+
+	"github.com/auditpipe/auditpipe/audit"
+)
+
+// Filter selects events of one team.
+type Filter struct {
+	Team    string
+	Since   time.Time // inclusive; zero: from the start
+	Until   time.Time // exclusive; zero: to the end
+	Actions []string  // action names or patterns with * and ?; any matches
+	ActorID string
+}
+
+var actionPattern = regexp.MustCompile(`^[a-z0-9_*?]{1,128}$`)
+
+// query renders the filter as an Elasticsearch query. Action patterns are checked so that nothing but
+// the documented wildcards reaches the query.
+func (f Filter) query() (map[string]any, error) {
+	var filters []any
+	if !f.Since.IsZero() || !f.Until.IsZero() {
+		r := map[string]any{"format": "strict_date_optional_time_nanos"}
+		if !f.Since.IsZero() {
+			r["gte"] = f.Since.UTC().Format(time.RFC3339Nano)
+		}
+		if !f.Until.IsZero() {
+			r["lt"] = f.Until.UTC().Format(time.RFC3339Nano)
+		}
+		filters = append(filters, map[string]any{"range": map[string]any{"@timestamp": r}})
+	}
+	if len(f.Actions) > 0 {
+		var should []any
+		for _, a := range f.Actions {
+			if !actionPattern.MatchString(a) {
+				return nil, fmt.Errorf("action %q: use lowercase action names, with * and ? as wildcards", a)
+			}
+			if strings.ContainsAny(a, "*?") {
+				should = append(should, map[string]any{"wildcard": map[string]any{"action": map[string]any{"value": a}}})
+			} else {
+				should = append(should, map[string]any{"term": map[string]any{"action": a}})
+			}
+		}
+		filters = append(filters, map[string]any{"bool": map[string]any{"should": should, "minimum_should_match": 1}})
+	}
+	if f.ActorID != "" {
+		filters = append(filters, map[string]any{"term": map[string]any{"actor.id": f.ActorID}})
+	}
+	if len(filters) == 0 {
+		return map[string]any{"match_all": map[string]any{}}, nil
+	}
+	return map[string]any{"bool": map[string]any{"filter": filters}}, nil
+}
+
+// Format of an export.
+type Format string
+
+// Export formats.
+const (
+	CSV    Format = "csv"
+	NDJSON Format = "ndjson"
+)
+
+// CSVHeader is the fixed column order of CSV exports.
+var CSVHeader = []string{
+	"timestamp", "action", "action_description", "actor_type", "actor_id", "actor_email", "actor_name",
+	"targets", "access_route", "remote_addr", "user_agent", "metadata",
+}
+
+// Progress is told the total once, then how many events were written so far.
+type Progress interface {
+	Total(n int64)
+	Done(n int64)
+}
+
+// PageSize is how many events one search returns; memory use does not grow with the export's size.
+const PageSize = 1000
+
+// Export streams every event of the filter's team in time order (then event id) to w, and returns how
+// many it wrote. It pages with a point in time and search_after, so it sees one consistent view of the
+// index and holds one page in memory however large the log.
+func (c *Client) Export(ctx context.Context, f Filter, format Format, w io.Writer, progress Progress) (int64, error) {
+	if format != CSV && format != NDJSON {
+		return 0, fmt.Errorf("format %q: use csv or ndjson", format)
+	}
+	index, err := c.TeamIndex(f.Team)
+	if err != nil {
+		return 0, err
+	}
+	q, err := f.query()
+	if err != nil {
+		return 0, err
+	}
+	if progress != nil {
+		var cnt struct{ Count int64 }
+		body, _ := json.Marshal(map[string]any{"query": q})
+		if err := c.do(ctx, esapi.CountRequest{Index: []string{index}, Body: bytes.NewReader(body)}, &cnt); err != nil {
+			return 0, c.teamErr(f.Team, err)
+		}
+		progress.Total(cnt.Count)
+	}
+	var pit struct {
+		ID string `json:"id"`
+	}
+	if err := c.do(ctx, esapi.OpenPointInTimeRequest{Index: []string{index}, KeepAlive: "2m"}, &pit); err != nil {
+		return 0, c.teamErr(f.Team, err)
+	}
+	defer func() {
+		body, _ := json.Marshal(map[string]string{"id": pit.ID})
+		_ = c.do(context.Background(), esapi.ClosePointInTimeRequest{Body: bytes.NewReader(body)}, nil)
+	}()
+
+	bw := bufio.NewWriterSize(w, 64<<10)
+	var cw *csv.Writer
+	if format == CSV {
+		cw = csv.NewWriter(bw)
+		cw.UseCRLF = true // RFC 4180
+		if err := cw.Write(CSVHeader); err != nil {
+			return 0, err
+		}
+	}
+	catalog := audit.DefaultCatalog()
+	var written int64
+	var after []json.RawMessage
+	for {
+		req := map[string]any{
+			"size":             PageSize,
+			"query":            q,
+			"pit":              map[string]any{"id": pit.ID, "keep_alive": "2m"},
+			"sort":             []any{map[string]any{"@timestamp": map[string]any{"order": "asc", "format": "strict_date_optional_time_nanos"}}, map[string]any{"event.id": "asc"}},
+			"track_total_hits": false,
+		}
+		if after != nil {
+			req["search_after"] = after
+		}
+		body, _ := json.Marshal(req)
+		var page struct {
+			PitID string `json:"pit_id"`
+			Hits  struct {
+				Hits []struct {
+					Source json.RawMessage   `json:"_source"`
+					Sort   []json.RawMessage `json:"sort"`
+				} `json:"hits"`
+			} `json:"hits"`
+		}
+		if err := c.do(ctx, esapi.SearchRequest{Body: bytes.NewReader(body)}, &page); err != nil {
+			return written, err
+		}
+		if page.PitID != "" {
+			pit.ID = page.PitID
+		}
+		for _, h := range page.Hits.Hits {
+			if format == NDJSON {
+				bw.Write(h.Source)
+				bw.WriteByte('\n')
+			} else {
+				row, err := csvRow(h.Source, catalog)
+				if err != nil {
+					return written, err
+				}
+				if err := cw.Write(row); err != nil {
+					return written, err
+				}
+			}
+			written++
+			after = h.Sort
+		}
+		if progress != nil {
+			progress.Done(written)
+		}
+		if len(page.Hits.Hits) < PageSize {
+			break
+		}
+	}
+	if cw != nil {
+		cw.Flush()
+		if err := cw.Error(); err != nil {
+			return written, err
+		}
+	}
+	return written, bw.Flush()
+}
+
+func (c *Client) teamErr(team string, err error) error {
+	if err == ErrNoTeam {
+		return fmt.Errorf("team %s: %w (no index %s%s)", team, ErrNoTeam, c.conn.IndexPrefix, team)
+	}
+	return err
+}
+
+// storedDoc is the part of a stored document the CSV shows.
+type storedDoc struct {
+	Timestamp string `json:"@timestamp"`
+	Action    string `json:"action"`
+	Actor     struct {
+		Type     string          `json:"type"`
+		ID       string          `json:"id"`
+		Metadata json.RawMessage `json:"metadata"`
+	} `json:"actor"`
+	Targets     []json.RawMessage `json:"targets"`
+	AccessRoute []string          `json:"access_route"`
+	RemoteAddr  string            `json:"remote_addr"`
+	UserAgent   string            `json:"user_agent"`
+	Metadata    json.RawMessage   `json:"metadata"`
+}
+
+// csvRow renders one stored document in CSVHeader's order. Targets and metadata are canonical JSON
+// (keys sorted, numbers as stored), so exports are byte-for-byte stable.
+func csvRow(src json.RawMessage, catalog *audit.Catalog) ([]string, error) {
+	var d storedDoc
+	if err := json.Unmarshal(src, &d); err != nil {
+		return nil, fmt.Errorf("stored document: %w", err)
+	}
+	var actorMeta struct {
+		Email string `json:"email"`
+		Name  string `json:"name"`
+	}
+	if len(d.Actor.Metadata) > 0 {
+		_ = json.Unmarshal(d.Actor.Metadata, &actorMeta) // a non-object metadata has no email or name
+	}
+	targets := "[]"
+	if len(d.Targets) > 0 {
+		targets = canonicalJSON(mustMarshal(d.Targets))
+	}
+	row := []string{
+		d.Timestamp, d.Action, catalog.Description(d.Action), d.Actor.Type, d.Actor.ID, actorMeta.Email, actorMeta.Name,
+		targets, strings.Join(d.AccessRoute, ", "), d.RemoteAddr, d.UserAgent, canonicalJSON(d.Metadata),
+	}
+	for i := range row {
+		row[i] = NeutralizeFormula(row[i])
+	}
+	return row, nil
+}
+
+func mustMarshal(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
+}
+
+// canonicalJSON re-encodes JSON with object keys sorted, numbers kept exactly, and no HTML escaping.
+func canonicalJSON(raw json.RawMessage) string {
+	if len(raw) == 0 || string(raw) == "null" {
+		return ""
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return string(raw)
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
+// NeutralizeFormula defuses a cell that a spreadsheet would run as a formula: one that starts with
+// =, +, -, @, a tab or a carriage return gets a leading apostrophe (OWASP's CSV injection advice).
+func NeutralizeFormula(s string) string {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return "'" + s
+	}
+	return s
+}

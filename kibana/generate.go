@@ -1,0 +1,3 @@
+package kibana
+
+//go:generate go run ./internal/gensaved saved_objects.ndjson
