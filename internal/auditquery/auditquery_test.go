@@ -180,7 +180,10 @@ func TestTeamsShowTail(t *testing.T) {
 	defer cancel()
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
-	go func() { done <- c.Tail(ctx, Filter{Team: "191796"}, t0.Add(3*time.Minute), 100*time.Millisecond, pw); pw.Close() }()
+	go func() {
+		done <- c.Tail(ctx, Filter{Team: "191796"}, t0.Add(3*time.Minute), 100*time.Millisecond, pw)
+		pw.Close()
+	}()
 	lines := bufio.NewScanner(pr)
 	next := func() string {
 		require.True(t, lines.Scan())
@@ -196,7 +199,6 @@ func TestTeamsShowTail(t *testing.T) {
 	go io.Copy(io.Discard, pr)
 	require.NoError(t, <-done)
 }
-
 
 // TestExportOf100kEvents: complete, in order, constant in memory, byte-for-byte stable.
 func TestExportOf100kEvents(t *testing.T) {
@@ -287,4 +289,7 @@ func TestExportOf100kEvents(t *testing.T) {
 
 type countingWriter int64
 
-func (w *countingWriter) Write(p []byte) (int, error) { *w += countingWriter(len(p)); return len(p), nil }
+func (w *countingWriter) Write(p []byte) (int, error) {
+	*w += countingWriter(len(p))
+	return len(p), nil
+}

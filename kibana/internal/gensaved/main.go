@@ -45,18 +45,20 @@ func vis(id, title, typ, query string, params obj, aggs []obj) obj {
 	return obj{
 		"id": id, "type": "visualization",
 		"attributes": obj{
-			"title":       title,
-			"description": "",
-			"visState":    js(obj{"title": title, "type": typ, "params": params, "aggs": aggs}),
-			"uiStateJSON": "{}",
-			"version":     1,
+			"title":                 title,
+			"description":           "",
+			"visState":              js(obj{"title": title, "type": typ, "params": params, "aggs": aggs}),
+			"uiStateJSON":           "{}",
+			"version":               1,
 			"kibanaSavedObjectMeta": obj{"searchSourceJSON": searchSource(query)},
 		},
 		"references": indexRef(dataView),
 	}
 }
 
-func count() obj { return obj{"id": "1", "enabled": true, "type": "count", "schema": "metric", "params": obj{}} }
+func count() obj {
+	return obj{"id": "1", "enabled": true, "type": "count", "schema": "metric", "params": obj{}}
+}
 
 func terms(id, schema, field string, size int) obj {
 	return obj{"id": id, "enabled": true, "type": "terms", "schema": schema, "params": obj{
@@ -100,10 +102,10 @@ func main() {
 			"title": "audit-quarantine", "name": "Audit quarantine", "timeFieldName": "@timestamp",
 		}, "references": []obj{}},
 		{"id": searchID, "type": "search", "attributes": obj{
-			"title":       "Audit events",
-			"description": "Every audit event with the columns on-call engineers export",
-			"columns":     []string{"team_id", "action", "actor.type", "actor.id", "user.email", "targets.type", "targets.id", "remote_addr", "user_agent"},
-			"sort":        [][]string{{"@timestamp", "desc"}},
+			"title":                 "Audit events",
+			"description":           "Every audit event with the columns on-call engineers export",
+			"columns":               []string{"team_id", "action", "actor.type", "actor.id", "user.email", "targets.type", "targets.id", "remote_addr", "user_agent"},
+			"sort":                  [][]string{{"@timestamp", "desc"}},
 			"kibanaSavedObjectMeta": obj{"searchSourceJSON": searchSource("")},
 		}, "references": indexRef(dataView)},
 	}
@@ -124,11 +126,11 @@ func main() {
 		x += p.w
 	}
 	objects = append(objects, obj{"id": "auditpipe-audit-dashboard", "type": "dashboard", "attributes": obj{
-		"title":       "Audit log",
-		"description": "Events over time by action, top actors, failed logins, changes to permissions, API keys and SAML",
-		"panelsJSON":  js(panelsJSON),
-		"optionsJSON": js(obj{"useMargins": true, "hidePanelTitles": false}),
-		"timeRestore": false,
+		"title":                 "Audit log",
+		"description":           "Events over time by action, top actors, failed logins, changes to permissions, API keys and SAML",
+		"panelsJSON":            js(panelsJSON),
+		"optionsJSON":           js(obj{"useMargins": true, "hidePanelTitles": false}),
+		"timeRestore":           false,
 		"kibanaSavedObjectMeta": obj{"searchSourceJSON": js(obj{"query": obj{"query": "", "language": "kuery"}, "filter": []any{}})},
 	}, "references": refs})
 
