@@ -11,7 +11,7 @@ DIST := _build/otelcol-audit
 # The distribution is rebuilt only when its inputs change: the manifest, the module, any Go source.
 DIST_INPUTS := builder-config.yaml go.mod go.sum $(shell find audit auditlog exporter processor internal -name '*.go' -not -name '*_test.go' -not -path 'internal/tools/*' 2>/dev/null) $(wildcard audit/*.yaml)
 
-.PHONY: help build compile run demo test test-short bench es-start es-stop es-status lint fmt vet generate tools clean
+.PHONY: help build cli compile run demo test test-short bench es-start es-stop es-status lint fmt vet generate tools clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -21,6 +21,9 @@ build: $(DIST) ## build the collector distribution _build/otelcol-audit with the
 $(DIST): $(DIST_INPUTS)
 	GOFLAGS=-mod=mod $(GO) run go.opentelemetry.io/collector/cmd/builder@$(BUILDER_VERSION) --config builder-config.yaml
 	@touch $(DIST)
+
+cli: ## build the auditctl command line into _build/auditctl
+	$(GO) build -o _build/auditctl ./cmd/auditctl
 
 compile: ## compile every package of the module
 	$(GO) build ./...
