@@ -7,14 +7,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -29,6 +27,8 @@ import (
 
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/auditlog"
+	"github.com/auditpipe/auditpipe/internal/collectorproc"
+	"github.com/auditpipe/auditpipe/internal/esinspect"
 	"github.com/auditpipe/auditpipe/internal/estest"
 )
 
@@ -55,79 +55,34 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// collector is one run of the distribution with config.example.yaml.
-type collector struct {
-	t      *testing.T
-	cmd    *exec.Cmd
-	env    []string
-	health string
-	log    *os.File
-}
-
-func newCollectorEnv(t *testing.T) (env []string, prefix, grpcAddr, httpAddr, health string) {
-	prefix = estest.Prefix(t)
-	grpcAddr, httpAddr, health = freePort(t), freePort(t), freePort(t)
-	metrics := freePort(t)
-	env = append(os.Environ(),
-		"ES_URL="+estest.URL(t),
-		"AUDIT_STORAGE_DIR="+t.TempDir(),
-		"AUDIT_INDEX_PREFIX="+prefix+"audit-",
-		"AUDIT_QUARANTINE_INDEX="+prefix+"audit-quarantine",
-		"OTLP_GRPC_ENDPOINT="+grpcAddr,
-		"OTLP_HTTP_ENDPOINT="+httpAddr,
-		"HEALTH_ENDPOINT="+health,
-		"METRICS_PORT="+metrics[strings.LastIndex(metrics, ":")+1:],
-	)
-	return env, prefix, grpcAddr, httpAddr, health
-}
-
-func startCollector(t *testing.T, env []string, health string) *collector {
+func newEnv(t *testing.T) collectorproc.Env {
 	t.Helper()
-	logf, err := os.CreateTemp(t.TempDir(), "collector-*.log")
+	env, err := collectorproc.NewEnv(estest.URL(t), estest.Prefix(t), t.TempDir())
 	require.NoError(t, err)
-	cmd := exec.Command(binary(t), "--config", "../config.example.yaml")
-	cmd.Env = env
-	cmd.Stdout, cmd.Stderr = logf, logf
-	require.NoError(t, cmd.Start())
-	c := &collector{t: t, cmd: cmd, env: env, health: health, log: logf}
+	return env
+}
+
+// startCollector runs the distribution with config.example.yaml; its log is shown if the test fails.
+func startCollector(t *testing.T, env collectorproc.Env) *collectorproc.Proc {
+	t.Helper()
+	logPath := filepath.Join(t.TempDir(), "collector.log")
+	p, err := collectorproc.Start(binary(t), "../config.example.yaml", env, logPath)
 	t.Cleanup(func() {
-		if c.cmd.ProcessState == nil {
-			_ = c.cmd.Process.Kill()
-			_ = c.cmd.Wait()
+		if p != nil && !p.Exited() {
+			p.Kill()
 		}
 		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
+			b, _ := os.ReadFile(logPath)
 			t.Logf("collector log:\n%s", b)
 		}
 	})
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		res, err := http.Get("http://" + health + "/")
-		if err == nil {
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				return c
-			}
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	b, _ := os.ReadFile(logf.Name())
-	t.Fatalf("collector not healthy after 60s:\n%s", b)
-	return nil
+	require.NoError(t, err)
+	return p
 }
 
-// stop sends SIGTERM and waits for a clean exit.
-func (c *collector) stop() {
-	c.t.Helper()
-	require.NoError(c.t, c.cmd.Process.Signal(syscall.SIGTERM))
-	done := make(chan error, 1)
-	go func() { done <- c.cmd.Wait() }()
-	select {
-	case err := <-done:
-		require.NoError(c.t, err, "the collector exits cleanly on SIGTERM")
-	case <-time.After(60 * time.Second):
-		c.t.Fatal("collector did not stop within 60s of SIGTERM")
-	}
+func stop(t *testing.T, p *collectorproc.Proc) {
+	t.Helper()
+	require.NoError(t, p.Stop(), "the collector exits cleanly on SIGTERM")
 }
 
 func provider(t *testing.T, exp sdklog.Exporter) *sdklog.LoggerProvider {
@@ -139,30 +94,11 @@ func provider(t *testing.T, exp sdklog.Exporter) *sdklog.LoggerProvider {
 
 type counted map[string]int
 
-// counts returns the document count of every index under prefix, after a refresh.
 func counts(t *testing.T, prefix string) counted {
 	t.Helper()
-	base := estest.URL(t)
-	req, _ := http.NewRequest(http.MethodPost, base+"/"+prefix+"*/_refresh?expand_wildcards=all", nil)
-	if res, err := http.DefaultClient.Do(req); err == nil {
-		res.Body.Close()
-	}
-	res, err := http.Get(base + "/_cat/indices/" + prefix + "*?format=json&h=index,docs.count&expand_wildcards=all")
+	c, err := esinspect.Counts(estest.URL(t), prefix)
 	require.NoError(t, err)
-	defer res.Body.Close()
-	var rows []struct {
-		Index string `json:"index"`
-		Count string `json:"docs.count"`
-	}
-	b, _ := io.ReadAll(res.Body)
-	require.NoError(t, json.Unmarshal(b, &rows), string(b))
-	out := counted{}
-	for _, r := range rows {
-		var n int
-		fmt.Sscan(r.Count, &n)
-		out[strings.TrimPrefix(r.Index, prefix)] = n
-	}
-	return out
+	return c
 }
 
 func waitForCounts(t *testing.T, prefix string, want counted) {
@@ -209,13 +145,14 @@ func seedEvent() audit.Event {
 }
 
 func TestEndToEnd(t *testing.T) {
-	env, prefix, grpcAddr, httpAddr, health := newCollectorEnv(t)
-	c := startCollector(t, env, health)
+	env := newEnv(t)
+	prefix := env.Prefix
+	c := startCollector(t, env)
 	ctx := context.Background()
 
-	grpcExp, err := otlploggrpc.New(ctx, otlploggrpc.WithEndpoint(grpcAddr), otlploggrpc.WithInsecure())
+	grpcExp, err := otlploggrpc.New(ctx, otlploggrpc.WithEndpoint(env.GRPC), otlploggrpc.WithInsecure())
 	require.NoError(t, err)
-	httpExp, err := otlploghttp.New(ctx, otlploghttp.WithEndpoint(httpAddr), otlploghttp.WithInsecure())
+	httpExp, err := otlploghttp.New(ctx, otlploghttp.WithEndpoint(env.HTTP), otlploghttp.WithInsecure())
 	require.NoError(t, err)
 	overGRPC, overHTTP := provider(t, grpcExp), provider(t, httpExp)
 	alGRPC, alHTTP := auditlog.New(overGRPC), auditlog.New(overHTTP)
@@ -275,7 +212,7 @@ func TestEndToEnd(t *testing.T) {
 	assert.Equal(t, []any{`invalid_team_id: team_id "../191797" is not a positive integer or a lowercase slug [a-z0-9][a-z0-9_-]{0,63}`}, quarantined["quarantine"].(map[string]any)["reasons"])
 	assert.Equal(t, `"{\"action\":\"job_created\",\"team_id\":\"../191797\",\"actor\":{\"type\":\"system\"}}"`, quarantined["record"].(map[string]any)["body"])
 
-	c.stop()
+	stop(t, c)
 	assert.Equal(t, want, counts(t, prefix), "nothing changes after a graceful stop")
 }
 
@@ -296,11 +233,12 @@ func emitJobs(t *testing.T, grpcAddr string, n int) {
 // TestGracefulStopFlushesInFlight stops the collector right after it acknowledged the events (the
 // exporter's batch waits up to a second): SIGTERM must deliver them before the process exits.
 func TestGracefulStopFlushesInFlight(t *testing.T) {
-	env, prefix, grpcAddr, _, health := newCollectorEnv(t)
-	c := startCollector(t, env, health)
+	env := newEnv(t)
+	c := startCollector(t, env)
 	const n = 300
-	emitJobs(t, grpcAddr, n)
-	c.stop()
+	emitJobs(t, env.GRPC, n)
+	stop(t, c)
+	prefix := env.Prefix
 	assert.Equal(t, counted{"audit-500": n / 3, "audit-501": n / 3, "audit-502": n / 3}, counts(t, prefix))
 }
 
@@ -308,18 +246,19 @@ func TestGracefulStopFlushesInFlight(t *testing.T) {
 // the persistent queue; the collector is killed (SIGKILL) and started again with the real node, and
 // every event is stored exactly once.
 func TestPersistentQueueSurvivesAKill(t *testing.T) {
-	env, prefix, grpcAddr, _, health := newCollectorEnv(t)
-	dead := append(append([]string(nil), env...), "ES_URL=http://"+freePort(t)) // later entries win
-	c := startCollector(t, dead, health)
+	env := newEnv(t)
+	prefix := env.Prefix
+	dead := env
+	dead.Extra = []string{"ES_URL=http://" + freePort(t)} // later entries win
+	c := startCollector(t, dead)
 	const n = 300
-	emitJobs(t, grpcAddr, n)
-	require.NoError(t, c.cmd.Process.Kill())
-	_ = c.cmd.Wait()
+	emitJobs(t, env.GRPC, n)
+	c.Kill()
 	assert.Empty(t, counts(t, prefix), "nothing could be stored while Elasticsearch was unreachable")
 
-	c = startCollector(t, env, health)
+	c = startCollector(t, env)
 	waitForCounts(t, prefix, counted{"audit-500": n / 3, "audit-501": n / 3, "audit-502": n / 3})
-	c.stop()
+	stop(t, c)
 }
 
 func TestConfigValidation(t *testing.T) {

@@ -1,0 +1,159 @@
+// Package collectorproc runs the built collector distribution as a child process, for the end-to-end
+// tests and the reliability scenarios: start with config.example.yaml and an environment, wait for
+// health, stop with SIGTERM, kill with SIGKILL, and read its CPU time and peak memory.
+package collectorproc
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Env is the environment config.example.yaml reads, on free ports.
+type Env struct {
+	ESURL, Prefix, StorageDir          string
+	GRPC, HTTP, Health, MetricsAddress string
+	Extra                              []string // more NAME=value entries; later entries win
+}
+
+// NewEnv picks free loopback ports for a collector writing under prefix.
+func NewEnv(esURL, prefix, storageDir string) (Env, error) {
+	e := Env{ESURL: esURL, Prefix: prefix, StorageDir: storageDir}
+	for _, p := range []*string{&e.GRPC, &e.HTTP, &e.Health, &e.MetricsAddress} {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return e, err
+		}
+		*p = l.Addr().String()
+		l.Close()
+	}
+	return e, nil
+}
+
+// List renders the environment of the collector process.
+func (e Env) List() []string {
+	return append(append(os.Environ(),
+		"ES_URL="+e.ESURL,
+		"AUDIT_STORAGE_DIR="+e.StorageDir,
+		"AUDIT_INDEX_PREFIX="+e.Prefix+"audit-",
+		"AUDIT_QUARANTINE_INDEX="+e.Prefix+"audit-quarantine",
+		"OTLP_GRPC_ENDPOINT="+e.GRPC,
+		"OTLP_HTTP_ENDPOINT="+e.HTTP,
+		"HEALTH_ENDPOINT="+e.Health,
+		"METRICS_PORT="+e.MetricsAddress[strings.LastIndex(e.MetricsAddress, ":")+1:],
+	), e.Extra...)
+}
+
+// Proc is a running collector.
+type Proc struct {
+	Cmd     *exec.Cmd
+	LogPath string
+	done    chan error
+}
+
+// Start runs bin with config and env, logging to logPath, and waits up to a minute for health.
+func Start(bin, config string, env Env, logPath string) (*Proc, error) {
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "--config", config)
+	cmd.Env = env.List()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, err
+	}
+	p := &Proc{Cmd: cmd, LogPath: logPath, done: make(chan error, 1)}
+	go func() { p.done <- cmd.Wait(); logf.Close() }()
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-p.done:
+			p.done <- err
+			return nil, fmt.Errorf("collector exited during start-up (%v); log: %s", err, logPath)
+		default:
+		}
+		if res, err := http.Get("http://" + env.Health + "/"); err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return p, nil
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	p.Kill()
+	return nil, fmt.Errorf("collector not healthy after a minute; log: %s", logPath)
+}
+
+// Stop sends SIGTERM and waits up to a minute for a clean exit.
+func (p *Proc) Stop() error {
+	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		return err
+	}
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return err
+	case <-time.After(time.Minute):
+		p.Kill()
+		return fmt.Errorf("collector did not stop within a minute of SIGTERM; log: %s", p.LogPath)
+	}
+}
+
+// Kill sends SIGKILL and waits for the process to be gone.
+func (p *Proc) Kill() {
+	_ = p.Cmd.Process.Kill()
+	err := <-p.done
+	p.done <- err
+}
+
+// Exited reports whether the process has ended.
+func (p *Proc) Exited() bool {
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return true
+	default:
+		return false
+	}
+}
+
+// Usage is the CPU time and peak resident memory of a running collector, from /proc.
+type Usage struct {
+	CPU     time.Duration
+	PeakRSS int64 // bytes (VmHWM)
+}
+
+// ReadUsage reads the process's usage so far.
+func (p *Proc) ReadUsage() (Usage, error) {
+	var u Usage
+	pid := p.Cmd.Process.Pid
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return u, err
+	}
+	// Fields after the command name, which is in parentheses and may hold spaces.
+	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	const ticks = 100 // USER_HZ on Linux
+	u.CPU = time.Duration(utime+stime) * time.Second / ticks
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return u, err
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			kb, _ := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
+			u.PeakRSS = kb * 1024
+		}
+	}
+	return u, nil
+}
