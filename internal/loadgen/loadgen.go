@@ -36,8 +36,8 @@ type Config struct {
 
 // Result counts what the collector acknowledged.
 type Result struct {
-	Sent      int64         // valid events acknowledged
-	Malformed int64         // malformed records acknowledged (expected in quarantine)
+	Sent      int64 // valid events acknowledged
+	Malformed int64 // malformed records acknowledged (expected in quarantine)
 	PerTeam   map[string]int64
 	Elapsed   time.Duration
 	Retries   int64 // OTLP requests that failed and were sent again
