@@ -11,7 +11,7 @@ DIST := _build/otelcol-audit
 # The distribution is rebuilt only when its inputs change: the manifest, the module, any Go source.
 DIST_INPUTS := builder-config.yaml go.mod go.sum $(shell find audit auditlog exporter processor internal -name '*.go' -not -name '*_test.go' -not -path 'internal/tools/*' 2>/dev/null) $(wildcard audit/*.yaml)
 
-.PHONY: help build cli compile run demo test test-short bench es-start es-stop es-status lint fmt vet generate tools clean
+.PHONY: help build cli compile run demo reliability reliability-short load test test-short bench es-start es-stop es-status lint fmt vet generate tools clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -24,6 +24,15 @@ $(DIST): $(DIST_INPUTS)
 
 cli: ## build the auditctl command line into _build/auditctl
 	$(GO) build -o _build/auditctl ./cmd/auditctl
+
+reliability: $(DIST) ## fault scenarios with the real binary and its own Elasticsearch on port 9250 (about 10 minutes)
+	$(GO) run ./cmd/auditproof reliability
+
+reliability-short: $(DIST) ## the short version CI runs (about 4 minutes)
+	$(GO) run ./cmd/auditproof reliability -short
+
+load: $(DIST) ## sustained end-to-end throughput for several team counts and metadata sizes (see BENCHMARKS.md)
+	$(GO) run ./cmd/auditproof load
 
 compile: ## compile every package of the module
 	$(GO) build ./...

@@ -132,7 +132,7 @@ YML
   for i in $(seq 1 180); do
     if answers; then
       local status
-      status=$(curl -fsS --max-time 5 "$URL/_cluster/health?wait_for_status=yellow&timeout=30s" | sed -n 's/.*"status":"\([a-z]*\)".*/\1/p')
+      status=$(curl -fsS --max-time 5 "$URL/_cluster/health?wait_for_status=yellow&timeout=3s" 2>/dev/null | sed -n 's/.*"status":"\([a-z]*\)".*/\1/p' || true)
       case "$status" in green|yellow) log "ready ($status) at $URL"; echo "$URL"; return 0;; esac
     fi
     if [ "$i" -gt 5 ] && ! running_pid >/dev/null; then log "Elasticsearch exited during start-up"; log_tail; exit 1; fi

@@ -3,11 +3,13 @@
 package esinspect
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // Refresh makes everything indexed under prefix searchable.
@@ -79,4 +81,18 @@ func get(base, path string, out any) error {
 		return fmt.Errorf("GET %s: %s: %s", path, res.Status, b)
 	}
 	return json.Unmarshal(b, out)
+}
+
+// DeleteAll deletes the indices and index templates whose names start with prefix.
+func DeleteAll(base, prefix string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, path := range []string{"/" + prefix + "*?expand_wildcards=all", "/_index_template/" + prefix + "*"} {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodDelete, strings.TrimRight(base, "/")+path, nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}
+	// Callers that check for leaked goroutines must not see idle connections.
+	http.DefaultClient.CloseIdleConnections()
 }

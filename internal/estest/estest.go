@@ -4,7 +4,6 @@
 package estest
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"github.com/elastic/go-elasticsearch/v8"
+
+	"github.com/auditpipe/auditpipe/internal/esinspect"
 )
 
 // DefaultURL is where scripts/elasticsearch.sh starts the node.
@@ -86,15 +87,4 @@ func Prefix(tb testing.TB) string {
 }
 
 // Cleanup deletes the indices and index templates whose names start with prefix.
-func Cleanup(base, prefix string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for _, path := range []string{"/" + prefix + "*?expand_wildcards=all", "/_index_template/" + prefix + "*"} {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodDelete, strings.TrimRight(base, "/")+path, nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-		}
-	}
-	// Tests that check for leaked goroutines must not see this package's idle connections.
-	http.DefaultClient.CloseIdleConnections()
-}
+func Cleanup(base, prefix string) { esinspect.DeleteAll(base, prefix) }

@@ -87,7 +87,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			next = next.Add(interval)
 		}
 		if cfg.Bad > 0 && i%cfg.Bad == cfg.Bad-1 {
-			raw.Emit(ctx, Malformed(i))
+			raw.Emit(ctx, Malformed(int(res.Malformed)))
 			res.Malformed++
 			continue
 		}
@@ -120,6 +120,9 @@ func Event(rng *rand.Rand, actions []string, i, teams, metadataBytes int) audit.
 		ev.Actor = auditlog.User(fmt.Sprint(u), fmt.Sprintf("user%d@example.com", u), fmt.Sprintf("User %d", u))
 		ev.AccessRoute = []string{fmt.Sprintf("203.0.113.%d", rng.IntN(250)), "10.0.0.1"}
 		ev.RemoteAddr = "10.0.0.1"
+		if i%10 == 0 {
+			ev.RemoteAddr = "unknown" // not an IP: indexed as text, kept out of ip fields
+		}
 		ev.UserAgent = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/138.0.0.0 Safari/537.36"
 	} else {
 		ev.Actor = auditlog.System()
@@ -143,10 +146,12 @@ func Event(rng *rand.Rand, actions []string, i, teams, metadataBytes int) audit.
 	return ev
 }
 
-// Malformed returns the i-th of a rotation of records the processor must quarantine: bad JSON, a
-// missing team, hostile team ids, a bad actor.
-func Malformed(i int) sdklogRecord {
+// Malformed returns the k-th of a rotation of records that must end in quarantine: bad JSON, a
+// missing team, hostile team ids, a bad actor (the processor refuses them) and metadata too large to
+// index (the exporter refuses it).
+func Malformed(k int) sdklogRecord {
 	bodies := []string{
+		`{"action":"job_updated","team_id":1000,"actor":{"type":"system"},"metadata":{"blob":"` + strings.Repeat("x", 1536<<10) + `"}}`,
 		`{"action":"job_created","team_id":`,
 		`{"action":"job_created","actor":{"type":"system"}}`,
 		`{"action":"job_created","team_id":"../1000","actor":{"type":"system"}}`,
@@ -154,7 +159,7 @@ func Malformed(i int) sdklogRecord {
 		`{"action":"job_created","team_id":"*","actor":{"type":"system"}}`,
 		`{"action":"job_created","team_id":1000,"actor":{"type":"robot"}}`,
 	}
-	return malformedRecord(fmt.Sprintf("malformed-%d", i), bodies[(i/7)%len(bodies)])
+	return malformedRecord(fmt.Sprintf("malformed-%d", k), bodies[k%len(bodies)])
 }
 
 // ackingProcessor batches records and exports each batch until the collector accepts it.
