@@ -11,7 +11,7 @@ DIST := _build/otelcol-audit
 # The distribution is rebuilt only when its inputs change: the manifest, the module, any Go source.
 DIST_INPUTS := builder-config.yaml go.mod go.sum $(shell find audit auditlog exporter processor internal -name '*.go' -not -name '*_test.go' -not -path 'internal/tools/*' 2>/dev/null) $(wildcard audit/*.yaml)
 
-.PHONY: help build cli compile run demo reliability reliability-short load test test-short bench es-start es-stop es-status lint fmt vet generate tools clean
+.PHONY: help build cli compile run demo reliability reliability-short load fuzz test test-short bench es-start es-stop es-status lint fmt vet generate tools clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -33,6 +33,13 @@ reliability-short: $(DIST) ## the short version CI runs (about 4 minutes)
 
 load: $(DIST) ## sustained end-to-end throughput for several team counts and metadata sizes (see BENCHMARKS.md)
 	$(GO) run ./cmd/auditproof load
+
+FUZZTIME ?= 30s
+fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
+	$(GO) test -run '^$$' -fuzz '^FuzzNormalize$$' -fuzztime $(FUZZTIME) ./processor/auditprocessor/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMap$$' -fuzztime $(FUZZTIME) ./internal/pjson/
+	$(GO) test -run '^$$' -fuzz '^FuzzPrepare$$' -fuzztime $(FUZZTIME) ./exporter/auditelasticsearchexporter/
+	$(GO) test -run '^$$' -fuzz '^FuzzCSVRow$$' -fuzztime $(FUZZTIME) ./internal/auditquery/
 
 compile: ## compile every package of the module
 	$(GO) build ./...

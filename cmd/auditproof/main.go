@@ -330,9 +330,16 @@ func reliability(e env) bool {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%s\t\n", rw.scenario, rw.sent, rw.stored, rw.duplicates, rw.quarantined, rw.lost, result)
 	}
 	tw.Flush()
+	passed := 0
 	for _, rw := range rows {
 		fmt.Fprintf(e.out, "  %s: %s\n", rw.scenario, rw.note)
 	}
+	for _, rw := range rows {
+		if rw.err == nil && rw.lost == 0 && rw.duplicates == 0 && rw.quarantined == rw.expectedQuarantine {
+			passed++
+		}
+	}
+	fmt.Fprintf(e.out, "reliability: %d passed, %d failed\n", passed, len(rows)-passed)
 	return ok
 }
 
