@@ -80,7 +80,8 @@ func fail(err error) {
 // es runs scripts/elasticsearch.sh on auditproof's own port.
 func (e env) es(verb string) error {
 	cmd := exec.Command("scripts/elasticsearch.sh", verb)
-	cmd.Env = append(os.Environ(), "ES_PORT="+e.esPort)
+	// A 2 GiB heap: the load shapes open up to 10,000 team indices on this one node.
+	cmd.Env = append(os.Environ(), "ES_PORT="+e.esPort, "ES_HEAP=2g")
 	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
 	return cmd.Run()
 }
@@ -353,6 +354,12 @@ func load(e env) bool {
 	if e.short {
 		dur = 15 * time.Second
 	}
+	// One index per team: 10,000 teams need more than Elasticsearch's default of 1,000 shards per node.
+	req, _ := http.NewRequest(http.MethodPut, e.esURL+"/_cluster/settings", strings.NewReader(`{"persistent":{"cluster.max_shards_per_node":12000}}`))
+	req.Header.Set("Content-Type", "application/json")
+	if res, err := http.DefaultClient.Do(req); err == nil {
+		res.Body.Close()
+	}
 	tw := tabwriter.NewWriter(e.out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "teams\tmetadata bytes\tevents\tevents/s stored\tcollector CPU µs/event\tcollector peak RSS MiB\tlost\t")
 	ok := true
@@ -378,6 +385,7 @@ func load(e env) bool {
 		}
 		fmt.Fprintf(tw, "%d\t%d\t%d\t%.0f\t%.1f\t%d\t%d\t\n", s.teams, s.metadata, out, float64(out)/elapsed.Seconds(),
 			float64((after.CPU-before.CPU).Microseconds())/float64(max(out, 1)), after.PeakRSS>>20, row.lost)
+		tw.Flush()
 	}
 	tw.Flush()
 	return ok
