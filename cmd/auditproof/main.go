@@ -360,8 +360,8 @@ func load(e env) bool {
 	if res, err := http.DefaultClient.Do(req); err == nil {
 		res.Body.Close()
 	}
-	tw := tabwriter.NewWriter(e.out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "teams\tmetadata bytes\tevents\tevents/s stored\tcollector CPU µs/event\tcollector peak RSS MiB\tlost\t")
+	const rowFormat = "%6v %15v %8v %16v %23v %23v %5v\n"
+	fmt.Fprintf(e.out, rowFormat, "teams", "metadata bytes", "events", "events/s stored", "collector CPU µs/event", "collector peak RSS MiB", "lost")
 	ok := true
 	for _, s := range shapes {
 		r, err := e.newRun(fmt.Sprintf("load-%d-%d", s.teams, s.metadata), e.esURL)
@@ -383,11 +383,9 @@ func load(e env) bool {
 		if row.lost != 0 || row.duplicates != 0 {
 			ok = false
 		}
-		fmt.Fprintf(tw, "%d\t%d\t%d\t%.0f\t%.1f\t%d\t%d\t\n", s.teams, s.metadata, out, float64(out)/elapsed.Seconds(),
-			float64((after.CPU-before.CPU).Microseconds())/float64(max(out, 1)), after.PeakRSS>>20, row.lost)
-		tw.Flush()
+		fmt.Fprintf(e.out, rowFormat, s.teams, s.metadata, out, fmt.Sprintf("%.0f", float64(out)/elapsed.Seconds()),
+			fmt.Sprintf("%.1f", float64((after.CPU-before.CPU).Microseconds())/float64(max(out, 1))), after.PeakRSS>>20, row.lost)
 	}
-	tw.Flush()
 	return ok
 }
 
