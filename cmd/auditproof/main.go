@@ -35,6 +35,8 @@ type env struct {
 	esPort string
 	esURL  string
 	work   string
+	// load shape override
+	teams, metadata int
 	out    io.Writer
 }
 
@@ -49,6 +51,8 @@ func main() {
 	fs.StringVar(&e.bin, "bin", "_build/otelcol-audit", "the collector distribution")
 	fs.StringVar(&e.config, "config", "config.example.yaml", "the collector configuration")
 	fs.StringVar(&e.esPort, "es-port", "9250", "port of the Elasticsearch node auditproof starts and stops")
+	fs.IntVar(&e.teams, "teams", 0, "load: only this team count (with -metadata)")
+	fs.IntVar(&e.metadata, "metadata", 200, "load: metadata bytes per event, with -teams")
 	fs.Parse(os.Args[2:])
 	e.esURL = "http://127.0.0.1:" + e.esPort
 	var err error
@@ -350,6 +354,9 @@ func load(e env) bool {
 		teams, metadata int
 	}
 	shapes := []shape{{10, 200}, {1000, 200}, {10000, 200}, {10, 4000}}
+	if e.teams > 0 {
+		shapes = []shape{{e.teams, e.metadata}}
+	}
 	dur := 60 * time.Second
 	if e.short {
 		dur = 15 * time.Second
