@@ -127,23 +127,6 @@ func getDoc(t *testing.T, index, id string) map[string]any {
 	return doc.Source
 }
 
-func seedEvent() audit.Event {
-	return audit.Event{
-		Action: audit.ActionJobUserAccessChanged,
-		TeamID: "191796",
-		Actor:  auditlog.User("445177", "ann+oats@gem.com", "Ann Samuelson"),
-		Targets: []audit.Target{
-			{Type: "job_user_access", ID: "107404", Metadata: map[string]any{"job_id": 313520, "user_id": 506607, "access_level_id": 7349}},
-			{Type: "job", ID: "313520"},
-			{Type: "user", ID: "506607"},
-		},
-		AccessRoute: []string{"::1"},
-		RemoteAddr:  "::1",
-		UserAgent:   "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/138.0.0.0 Safari/537.36",
-		Metadata:    map[string]any{"previous_access_level_id": 7347},
-	}
-}
-
 func TestEndToEnd(t *testing.T) {
 	env := newEnv(t)
 	prefix := env.Prefix
@@ -157,7 +140,7 @@ func TestEndToEnd(t *testing.T) {
 	overGRPC, overHTTP := provider(t, grpcExp), provider(t, httpExp)
 	alGRPC, alHTTP := auditlog.New(overGRPC), auditlog.New(overHTTP)
 
-	seedID, err := alGRPC.Emit(ctx, seedEvent())
+	seedID, err := alGRPC.Emit(ctx, audit.SampleEvent())
 	require.NoError(t, err)
 	sysID, err := alHTTP.Emit(ctx, audit.Event{Action: audit.ActionDataExport, TeamID: "acme-corp", Actor: auditlog.System(), Metadata: map[string]any{"kind": "nightly"}})
 	require.NoError(t, err)

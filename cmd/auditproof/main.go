@@ -37,7 +37,7 @@ type env struct {
 	work   string
 	// load shape override
 	teams, metadata int
-	out    io.Writer
+	out             io.Writer
 }
 
 func main() {

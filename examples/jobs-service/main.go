@@ -91,20 +91,7 @@ func main() {
 
 // runDemo emits the specification's sample record and polls Elasticsearch until its document appears.
 func runDemo(ctx context.Context, al *auditlog.Logger, provider *sdklog.LoggerProvider) error {
-	ev := audit.Event{
-		Action: audit.ActionJobUserAccessChanged,
-		TeamID: "191796",
-		Actor:  auditlog.User("445177", "ann+oats@gem.com", "Ann Samuelson"),
-		Targets: []audit.Target{
-			{Type: "job_user_access", ID: "107404", Metadata: map[string]any{"job_id": 313520, "user_id": 506607, "access_level_id": 7349}},
-			{Type: "job", ID: "313520"},
-			{Type: "user", ID: "506607"},
-		},
-		AccessRoute: []string{"::1"},
-		RemoteAddr:  "::1",
-		UserAgent:   "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/138.0.0.0 Safari/537.36",
-		Metadata:    map[string]any{"previous_access_level_id": 7347},
-	}
+	ev := audit.SampleEvent()
 	id, err := al.Emit(ctx, ev)
 	if err != nil {
 		return err

@@ -126,24 +126,12 @@ func (c *Client) Tail(ctx context.Context, f Filter, since time.Time, interval t
 		// Make what was indexed since the last poll searchable; a tail wants to see it now.
 		_ = c.do(ctx, esapi.IndicesRefreshRequest{Index: []string{index}}, nil)
 		for {
-			req := map[string]any{
-				"size":  PageSize,
-				"query": q,
-				"sort":  []any{map[string]any{"@timestamp": map[string]any{"order": "asc", "format": "strict_date_optional_time_nanos"}}, map[string]any{"event.id": "asc"}},
-			}
+			req := map[string]any{"size": PageSize, "query": q, "sort": timeOrder}
 			if after != nil {
 				req["search_after"] = after
 			}
-			body, _ := json.Marshal(req)
-			var page struct {
-				Hits struct {
-					Hits []struct {
-						Source json.RawMessage   `json:"_source"`
-						Sort   []json.RawMessage `json:"sort"`
-					} `json:"hits"`
-				} `json:"hits"`
-			}
-			if err := c.do(ctx, esapi.SearchRequest{Index: []string{index}, Body: bytes.NewReader(body)}, &page); err != nil {
+			page, err := c.search(ctx, []string{index}, req)
+			if err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}

@@ -140,23 +140,14 @@ func (c *Client) Export(ctx context.Context, f Filter, format Format, w io.Write
 			"size":             PageSize,
 			"query":            q,
 			"pit":              map[string]any{"id": pit.ID, "keep_alive": "2m"},
-			"sort":             []any{map[string]any{"@timestamp": map[string]any{"order": "asc", "format": "strict_date_optional_time_nanos"}}, map[string]any{"event.id": "asc"}},
+			"sort":             timeOrder,
 			"track_total_hits": false,
 		}
 		if after != nil {
 			req["search_after"] = after
 		}
-		body, _ := json.Marshal(req)
-		var page struct {
-			PitID string `json:"pit_id"`
-			Hits  struct {
-				Hits []struct {
-					Source json.RawMessage   `json:"_source"`
-					Sort   []json.RawMessage `json:"sort"`
-				} `json:"hits"`
-			} `json:"hits"`
-		}
-		if err := c.do(ctx, esapi.SearchRequest{Body: bytes.NewReader(body)}, &page); err != nil {
+		page, err := c.search(ctx, nil, req)
+		if err != nil {
 			return written, err
 		}
 		if page.PitID != "" {
@@ -199,6 +190,33 @@ func (c *Client) teamErr(team string, err error) error {
 		return fmt.Errorf("team %s: %w (no index %s%s)", team, ErrNoTeam, c.conn.IndexPrefix, team)
 	}
 	return err
+}
+
+// timeOrder sorts events by time, then by event id: a total, stable order to page through.
+var timeOrder = []any{
+	map[string]any{"@timestamp": map[string]any{"order": "asc", "format": "strict_date_optional_time_nanos"}},
+	map[string]any{"event.id": "asc"},
+}
+
+// page is one page of search hits.
+type page struct {
+	PitID string `json:"pit_id"`
+	Hits  struct {
+		Hits []struct {
+			Source json.RawMessage   `json:"_source"`
+			Sort   []json.RawMessage `json:"sort"`
+		} `json:"hits"`
+	} `json:"hits"`
+}
+
+// search runs one search; index is nil when the request names a point in time.
+func (c *Client) search(ctx context.Context, index []string, req map[string]any) (page, error) {
+	var p page
+	body, err := json.Marshal(req)
+	if err != nil {
+		return p, err
+	}
+	return p, c.do(ctx, esapi.SearchRequest{Index: index, Body: bytes.NewReader(body)}, &p)
 }
 
 // storedDoc is the part of a stored document the CSV shows.
