@@ -80,6 +80,9 @@ const (
 	AttrWarnings = "audit.warnings" // list of "code: detail" strings that did not
 	AttrHash     = "audit.hash"     // hex SHA-256 of the canonical encoding of the body
 	AttrKnown    = "audit.action_known"
+	// AttrQuarantineTeamID is set on an invalid record: the team id it named, kept as given even when
+	// it is not a valid team id, so the quarantine can say whose record it is.
+	AttrQuarantineTeamID = "audit.quarantine.team_id"
 
 	StatusValid   = "valid"
 	StatusInvalid = "invalid"

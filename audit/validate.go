@@ -1,8 +1,14 @@
 package audit
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"math"
 	"strings"
+	"time"
+	"unicode/utf8"
 )
 
 // Problem codes: why an event is invalid or was quarantined. They are metric attribute values and
@@ -113,3 +119,51 @@ const (
 	ProblemUnknownField     = "unknown_field"     // the body has a top-level field the canonical event does not
 	WarningMissingTimestamp = "missing_timestamp" // neither timestamp nor observed timestamp: processing time used
 )
+
+// Problem and warning codes of the failure paths: a timestamp Elasticsearch cannot store, an id reused
+// for a different event, and ids the processor had to make up or repair.
+const (
+	ProblemTimestampOutOfRange = "timestamp_out_of_range" // before 1970-01-01 or after 2262-04-11 (date_nanos)
+	ProblemIDConflict          = "id_conflict"            // the id is stored already, for an event with another hash
+	WarningMissingID           = "missing_id"             // no id from the sender: a content hash is the id
+	WarningInvalidID           = "invalid_id"             // the id was not valid UTF-8 or too long: its hash is the id
+)
+
+// MaxTime is the last instant Elasticsearch's date_nanos can hold (2262-04-11T23:47:16.854775807Z);
+// the first is the Unix epoch. An event outside that range can be stored nowhere, quarantine included.
+var MaxTime = time.Unix(0, math.MaxInt64).UTC()
+
+// CheckTime accepts an event time Elasticsearch can store: from 1970-01-01 to MaxTime.
+func CheckTime(t time.Time) error {
+	if t.Before(time.Unix(0, 0)) || t.After(MaxTime) {
+		return fmt.Errorf("%s is outside 1970-01-01..2262-04-11", t.UTC().Format(time.RFC3339Nano))
+	}
+	return nil
+}
+
+// CheckTimestamp is CheckTime for a log record's nanoseconds since the epoch (0 means unset and is
+// refused too): values of 2^63 and more wrap to before 1970.
+func CheckTimestamp(ns uint64) error {
+	if ns == 0 {
+		return errors.New("is not set")
+	}
+	if ns > math.MaxInt64 {
+		return fmt.Errorf("%d ns is after 2262-04-11", ns)
+	}
+	return nil
+}
+
+// MaxIDBytes is Elasticsearch's limit on a document _id, in encoded bytes.
+const MaxIDBytes = 512
+
+// SafeID returns an event id that Elasticsearch stores as given: id itself when it is valid UTF-8 of
+// at most MaxIDBytes bytes, else "sha256-" and the hex SHA-256 of its bytes, which identifies the same
+// event on every redelivery. repaired says the id was replaced. Invalid UTF-8 must not reach JSON,
+// where each bad byte would become a three-byte U+FFFD and distinct ids could collide.
+func SafeID(id string) (safe string, repaired bool) {
+	if len(id) <= MaxIDBytes && utf8.ValidString(id) {
+		return id, false
+	}
+	sum := sha256.Sum256([]byte(id))
+	return "sha256-" + hex.EncodeToString(sum[:]), true
+}

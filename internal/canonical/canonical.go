@@ -1,8 +1,11 @@
-// Package canonical defines the content hash of an audit event: the event id when the sender supplied
-// none (so a redelivered event gets the same id) and the event.hash stored with every document (so
-// integrity can be verified later without reindexing).
+// Package canonical defines the content hashes of the pipeline, each written once here:
 //
-// The hash is the lowercase hex SHA-256 of the bytes
+//   - Hash, the event.hash stored with every document, so integrity can be verified later and a
+//     reused id told from a redelivery;
+//   - ID, the event id when the sender supplied none;
+//   - QuarantineID, the _id of a quarantine document.
+//
+// Hash is the lowercase hex SHA-256 of the bytes
 //
 //	{"event":<body>,"timestamp":"<RFC 3339 UTC, nanoseconds>"}
 //
@@ -13,6 +16,7 @@ package canonical
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"sync"
 	"time"
 
@@ -26,6 +30,37 @@ var bufs = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
 // Hash returns the content hash of an event body at a timestamp.
 func Hash(body pcommon.Map, ts pcommon.Timestamp) string {
 	return hashOf(func(b []byte) []byte { return pjson.AppendMap(b, body, true) }, ts)
+}
+
+// ID is the event id of an event whose sender supplied none: Hash, with the record's observed
+// timestamp added when it has one,
+//
+//	{"event":<body>,"observed":"<RFC 3339>","timestamp":"<RFC 3339>"}
+//
+// An SDK that retries an export resends the same observed timestamp, so a redelivery keeps its id; two
+// real events identical but for when they were observed (two failed logins in one second) do not
+// merge. Without an observed timestamp ID equals Hash.
+func ID(body pcommon.Map, ts, observed pcommon.Timestamp) string {
+	if observed == 0 {
+		return Hash(body, ts)
+	}
+	return hashOf(func(b []byte) []byte {
+		b = pjson.AppendMap(b, body, true)
+		b = append(b, `,"observed":"`...)
+		b = observed.AsTime().UTC().AppendFormat(b, time.RFC3339Nano)
+		return append(b, '"')
+	}, ts)
+}
+
+// QuarantineID is the _id of a quarantine document: "q-" and the SHA-256 of the team id the record
+// named, its event name, both timestamps and the RecordHash encoding of body and attributes. It is
+// scoped by team and content, so a redelivered record is quarantined once and one team's record (or
+// a reused client id) can never shadow another's.
+func QuarantineID(teamID, eventName string, body pcommon.Value, attrs pcommon.Map, ts, observed pcommon.Timestamp) string {
+	sum := sha256.New()
+	fmt.Fprintf(sum, "%q\x00%q\x00%d\x00%d\x00", teamID, eventName, uint64(ts), uint64(observed))
+	sum.Write([]byte(RecordHash(body, attrs, 0)))
+	return "q-" + hex.EncodeToString(sum.Sum(nil))
 }
 
 // RecordHash hashes a record that could not be normalized: its whole body, whatever its type, and its

@@ -32,7 +32,7 @@ var inputAttrs = [...]string{
 }
 
 // outputAttrs are set by the processor; a record that arrives with them has them replaced or removed.
-var outputAttrs = [...]string{audit.AttrStatus, audit.AttrProblems, audit.AttrWarnings, audit.AttrHash, audit.AttrKnown}
+var outputAttrs = [...]string{audit.AttrStatus, audit.AttrProblems, audit.AttrWarnings, audit.AttrHash, audit.AttrKnown, audit.AttrQuarantineTeamID}
 
 // canonicalFields are the top-level fields of the canonical body.
 var canonicalFields = map[string]bool{
@@ -68,6 +68,7 @@ type normalizer struct {
 // fields is what the read pass gathered: the winning source of each canonical field.
 type fields struct {
 	action, teamID        string
+	givenTeamID           string // the team id as the record gave it, valid or not
 	actorType, actorID    string
 	actorMeta             optValue
 	targets               optValue
@@ -117,10 +118,11 @@ func (n *normalizer) normalize(lr plog.LogRecord) result {
 	}
 
 	f := n.read(src, attrs, lr.EventName(), &res)
+	checkTimes(lr, &res)
 
 	if len(res.problems) > 0 {
 		n.setTimestamp(lr, &res)
-		markInvalid(lr, res)
+		markInvalid(lr, f.givenTeamID, &res)
 		return res
 	}
 
@@ -173,16 +175,18 @@ func (n *normalizer) normalize(lr plog.LogRecord) result {
 		attrs.Remove(k)
 	}
 	n.setTimestamp(lr, &res)
-	id := eventID(attrs)
+	id := eventID(attrs, &res)
 	hash := canonical.Hash(body.Map(), lr.Timestamp())
 	if id == "" {
-		id = hash
+		id = canonical.ID(body.Map(), lr.Timestamp(), lr.ObservedTimestamp())
+		res.warn(audit.WarningMissingID, "no audit.id or log.record.uid; the id is the content hash")
 	}
 	attrs.PutStr(audit.AttrID, id)
 	attrs.PutStr(audit.AttrStatus, audit.StatusValid)
 	attrs.PutStr(audit.AttrHash, hash)
 	attrs.PutBool(audit.AttrKnown, res.known)
 	attrs.Remove(audit.AttrProblems)
+	attrs.Remove(audit.AttrQuarantineTeamID)
 	putList(attrs, audit.AttrWarnings, res.warnings)
 	return res
 }
@@ -216,6 +220,7 @@ func (n *normalizer) read(src, attrs pcommon.Map, eventName string, res *result)
 	}
 
 	f.teamID, conflict = agree(res, "team_id", idField(res, attrs, audit.AttrTeamID), idField(res, src, audit.FieldTeamID))
+	f.givenTeamID = first(givenString(attrs, audit.AttrTeamID), givenString(src, audit.FieldTeamID))
 	switch {
 	case conflict:
 	case f.teamID == "":
@@ -459,16 +464,48 @@ func putList(m pcommon.Map, k string, vals []string) {
 
 func typeName(v pcommon.Value) string { return strings.ToLower(v.Type().String()) }
 
-// eventID is the id the sender supplied: audit.id, else log.record.uid.
-func eventID(attrs pcommon.Map) string {
+// eventID is the id the sender supplied: audit.id, else log.record.uid. An id that is not valid UTF-8
+// or is longer than Elasticsearch allows is replaced by its hash, with a warning.
+func eventID(attrs pcommon.Map, res *result) string {
 	for _, k := range []string{audit.AttrID, attrRecordUID} {
 		if v, ok := attrs.Get(k); ok {
 			if s, good := idString(v); good && s != "" {
-				return s
+				safe, repaired := audit.SafeID(s)
+				if repaired {
+					res.warn(audit.WarningInvalidID, "%s is %d bytes and not valid UTF-8 of at most %d bytes; replaced by %s", k, len(s), audit.MaxIDBytes, safe)
+				}
+				return safe
 			}
 		}
 	}
 	return ""
+}
+
+// givenString renders m[k] as text whatever its type, for reporting what a record said.
+func givenString(m pcommon.Map, k string) string {
+	v, ok := m.Get(k)
+	if !ok || v.Type() == pcommon.ValueTypeEmpty {
+		return ""
+	}
+	if s, good := idString(v); good {
+		return s
+	}
+	return v.AsString()
+}
+
+// checkTimes refuses a timestamp (or, without one, an observed timestamp) that Elasticsearch cannot
+// store: such an event could be stored nowhere.
+func checkTimes(lr plog.LogRecord, res *result) {
+	name, ts := "timestamp", lr.Timestamp()
+	if ts == 0 {
+		name, ts = "observed timestamp", lr.ObservedTimestamp()
+	}
+	if ts == 0 {
+		return
+	}
+	if err := audit.CheckTimestamp(uint64(ts)); err != nil {
+		res.problem(audit.ProblemTimestampOutOfRange, "%s %v", name, err)
+	}
 }
 
 // setTimestamp makes the record's timestamp the event time: its own, else the observed one, else now.
@@ -484,10 +521,11 @@ func (n *normalizer) setTimestamp(lr plog.LogRecord, res *result) {
 	lr.SetTimestamp(pcommon.NewTimestampFromTime(n.now()))
 }
 
-// markInvalid labels a record that failed validation, leaving body and attributes as they came.
-func markInvalid(lr plog.LogRecord, res result) {
+// markInvalid labels a record that failed validation, leaving body and attributes as they came, and
+// notes the team id it named for the quarantine.
+func markInvalid(lr plog.LogRecord, givenTeamID string, res *result) {
 	attrs := lr.Attributes()
-	id := eventID(attrs)
+	id := eventID(attrs, res)
 	if id == "" {
 		for _, k := range outputAttrs {
 			attrs.Remove(k)
@@ -500,4 +538,20 @@ func markInvalid(lr plog.LogRecord, res result) {
 	putList(attrs, audit.AttrWarnings, res.warnings)
 	attrs.Remove(audit.AttrHash)
 	attrs.Remove(audit.AttrKnown)
+	if givenTeamID != "" {
+		attrs.PutStr(audit.AttrQuarantineTeamID, truncate(givenTeamID, 256))
+	} else {
+		attrs.Remove(audit.AttrQuarantineTeamID)
+	}
+}
+
+// truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && s[n]&0xC0 == 0x80 {
+		n--
+	}
+	return s[:n]
 }

@@ -80,7 +80,7 @@ func (p *auditProcessor) isAudit(lr plog.LogRecord, res pcommon.Resource, scope 
 
 func (p *auditProcessor) processLogs(ctx context.Context, ld plog.Logs) (plog.Logs, error) {
 	var valid, invalid, passed, dropped, unknown int64
-	problems := map[string]int64{}
+	problems, warnings := map[string]int64{}, map[string]int64{}
 	drop := p.cfg.NonAudit == NonAuditDrop
 	for _, rl := range ld.ResourceLogs().All() {
 		for _, sl := range rl.ScopeLogs().All() {
@@ -100,6 +100,9 @@ func (p *auditProcessor) processLogs(ctx context.Context, ld plog.Logs) (plog.Lo
 				r := p.norm.normalize(lr)
 				if r.unknown {
 					unknown++
+				}
+				for _, w := range r.warnings {
+					warnings[audit.ProblemCode(w)]++
 				}
 				if len(r.problems) == 0 {
 					valid++
@@ -124,6 +127,9 @@ func (p *auditProcessor) processLogs(ctx context.Context, ld plog.Logs) (plog.Lo
 	}
 	for reason, n := range problems {
 		t.ProcessorAuditProblems.Add(ctx, n, metric.WithAttributes(attribute.String("reason", reason)))
+	}
+	for reason, n := range warnings {
+		t.ProcessorAuditWarnings.Add(ctx, n, metric.WithAttributes(attribute.String("reason", reason)))
 	}
 	if unknown > 0 {
 		t.ProcessorAuditUnknownActions.Add(ctx, unknown)

@@ -2,11 +2,13 @@ package auditprocessor
 
 import (
 	"context"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -141,7 +143,7 @@ func TestSeedSampleInAllThreeEncodings(t *testing.T) {
 			lr := only(t, sink)
 			assert.Equal(t, audit.StatusValid, attrStr(lr, audit.AttrStatus))
 			assert.Nil(t, attrList(lr, audit.AttrProblems))
-			assert.Nil(t, attrList(lr, audit.AttrWarnings))
+			assert.Equal(t, []string{"missing_id: no audit.id or log.record.uid; the id is the content hash"}, attrList(lr, audit.AttrWarnings))
 			assert.Equal(t, "true", attrStr(lr, audit.AttrKnown))
 			assert.Equal(t, seedSampleCanonical, bodyJSON(lr))
 			assert.Len(t, attrStr(lr, audit.AttrID), 64)
@@ -192,7 +194,8 @@ func TestSuppliedIDsAndTimestamps(t *testing.T) {
 	})
 	lr = only(t, sink)
 	assert.NotZero(t, lr.Timestamp())
-	assert.Equal(t, []string{"missing_timestamp: no timestamp or observed timestamp; processing time used"}, attrList(lr, audit.AttrWarnings))
+	assert.Equal(t, []string{"missing_timestamp: no timestamp or observed timestamp; processing time used",
+		"missing_id: no audit.id or log.record.uid; the id is the content hash"}, attrList(lr, audit.AttrWarnings))
 
 	// The same content at another time is another event.
 	_, a := run(t, nil, func(lr plog.LogRecord) { lr.Body().SetStr(seedJSON(t)); lr.SetEventName("audit") })
@@ -362,6 +365,7 @@ func TestInvalidIPsWarnOnly(t *testing.T) {
 	assert.Equal(t, []string{
 		`invalid_ip: access_route "unknown" is not an IP address; kept as text only`,
 		`invalid_ip: remote_addr "not-an-ip" is not an IP address; kept as text only`,
+		`missing_id: no audit.id or log.record.uid; the id is the content hash`,
 	}, attrList(lr, audit.AttrWarnings))
 	assert.Contains(t, bodyJSON(lr), `"access_route":["203.0.113.7","unknown"]`)
 	assert.Contains(t, bodyJSON(lr), `"remote_addr":"not-an-ip"`)
@@ -497,4 +501,81 @@ func TestTelemetryByReason(t *testing.T) {
 	}, opts...)
 	metadatatest.AssertEqualProcessorAuditUnknownActions(t, tel, []metricdata.DataPoint[int64]{{Value: 1}}, opts...)
 	require.NoError(t, tel.Shutdown(context.Background()))
+}
+
+// TestTimestampsOutOfRange: a time Elasticsearch's date_nanos cannot hold makes the event invalid, so
+// that it is quarantined (timed at ingest) instead of refused everywhere.
+func TestTimestampsOutOfRange(t *testing.T) {
+	for _, ns := range []uint64{1 << 63, math.MaxUint64} {
+		_, sink := run(t, nil, func(lr plog.LogRecord) {
+			lr.Body().SetStr(seedJSON(t))
+			lr.SetEventName("audit")
+			lr.SetTimestamp(pcommon.Timestamp(ns))
+		})
+		lr := only(t, sink)
+		assert.Equal(t, audit.StatusInvalid, attrStr(lr, audit.AttrStatus))
+		assert.Equal(t, audit.ProblemTimestampOutOfRange, audit.ProblemCode(attrList(lr, audit.AttrProblems)[0]), "%d", ns)
+		assert.Equal(t, "191796", attrStr(lr, audit.AttrQuarantineTeamID), "the team the record named")
+	}
+	_, sink := run(t, nil, func(lr plog.LogRecord) {
+		lr.Body().SetStr(seedJSON(t))
+		lr.SetEventName("audit")
+		lr.SetTimestamp(0)
+		lr.SetObservedTimestamp(pcommon.Timestamp(math.MaxUint64))
+	})
+	assert.Equal(t, audit.StatusInvalid, attrStr(only(t, sink), audit.AttrStatus), "an observed timestamp used as the time is checked too")
+}
+
+// TestInvalidUTF8ID: an id that is not valid UTF-8 is replaced by its hash, with a warning, so that
+// the document id stays within Elasticsearch's 512 bytes and two such ids cannot merge.
+func TestInvalidUTF8ID(t *testing.T) {
+	ids := map[string]bool{}
+	for _, raw := range []string{strings.Repeat("\xff", 200), strings.Repeat("\xfe", 200)} {
+		_, sink := run(t, nil, func(lr plog.LogRecord) {
+			lr.Body().SetStr(seedJSON(t))
+			lr.SetEventName("audit")
+			lr.Attributes().PutStr(audit.AttrID, raw)
+		})
+		lr := only(t, sink)
+		assert.Equal(t, audit.StatusValid, attrStr(lr, audit.AttrStatus))
+		id := attrStr(lr, audit.AttrID)
+		want, _ := audit.SafeID(raw)
+		assert.Equal(t, want, id)
+		assert.True(t, utf8.ValidString(id) && len(id) <= audit.MaxIDBytes)
+		assert.Equal(t, audit.WarningInvalidID, audit.ProblemCode(attrList(lr, audit.AttrWarnings)[0]))
+		ids[id] = true
+	}
+	assert.Len(t, ids, 2)
+}
+
+// TestMissingIDIncludesObservedTime: without a sender id, two events identical but for when they
+// were observed are two events; a redelivery (same observed time) keeps its id.
+func TestMissingIDIncludesObservedTime(t *testing.T) {
+	idAt := func(observed time.Time) string {
+		_, sink := run(t, nil, func(lr plog.LogRecord) {
+			lr.Body().SetStr(seedJSON(t))
+			lr.SetEventName("audit")
+			lr.SetObservedTimestamp(pcommon.NewTimestampFromTime(observed))
+		})
+		lr := only(t, sink)
+		assert.Contains(t, attrList(lr, audit.AttrWarnings), "missing_id: no audit.id or log.record.uid; the id is the content hash")
+		return attrStr(lr, audit.AttrID)
+	}
+	first := idAt(testTime.Add(time.Millisecond))
+	assert.Equal(t, first, idAt(testTime.Add(time.Millisecond)), "a redelivery keeps its id")
+	assert.NotEqual(t, first, idAt(testTime.Add(2*time.Millisecond)), "a second real event gets its own id")
+}
+
+// TestInvalidRecordKeepsGivenTeamID: the quarantine learns the team id a record named, even an
+// invalid one, as given.
+func TestInvalidRecordKeepsGivenTeamID(t *testing.T) {
+	_, sink := run(t, nil, func(lr plog.LogRecord) {
+		lr.SetEventName("audit.job_created")
+		b := lr.Body().SetEmptyMap()
+		b.PutStr("team_id", "Team *7")
+		b.PutEmptyMap("actor").PutStr("type", "system")
+	})
+	lr := only(t, sink)
+	assert.Equal(t, audit.StatusInvalid, attrStr(lr, audit.AttrStatus))
+	assert.Equal(t, "Team *7", attrStr(lr, audit.AttrQuarantineTeamID))
 }

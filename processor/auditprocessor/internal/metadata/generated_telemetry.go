@@ -29,6 +29,7 @@ type TelemetryBuilder struct {
 	ProcessorAuditProblems       metric.Int64Counter
 	ProcessorAuditRecords        metric.Int64Counter
 	ProcessorAuditUnknownActions metric.Int64Counter
+	ProcessorAuditWarnings       metric.Int64Counter
 }
 
 // TelemetryBuilderOption applies changes to default builder.
@@ -76,6 +77,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		"otelcol_processor_audit_unknown_actions",
 		metric.WithDescription("Audit records whose action is not in the catalog (accepted or rejected per unknown_actions). [Development]"),
 		metric.WithUnit("{record}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ProcessorAuditWarnings, err = builder.meter.Int64Counter(
+		"otelcol_processor_audit_warnings",
+		metric.WithDescription("Warnings on audit records, by reason (missing_id, invalid_id, invalid_ip, missing_timestamp); a record with two warnings counts twice. [Development]"),
+		metric.WithUnit("{warning}"),
 	)
 	errs = errors.Join(errs, err)
 	return &builder, errs
