@@ -37,13 +37,14 @@ type Config struct {
 	MaxDocumentBytes int `mapstructure:"max_document_bytes"`
 	// Flush bounds one bulk request; a batch larger than this is sent as several requests.
 	Flush FlushConfig `mapstructure:"flush"`
-	// ItemRetry retries the bulk items Elasticsearch answers with 429 or 5xx inside one export.
+	// ItemRetry retries, inside one export, the documents a condition of the cluster kept from being
+	// stored (429, 5xx, blocks, closed or missing indices, the shard limit); see bulk.go.
 	ItemRetry ItemRetryConfig `mapstructure:"item_retry"`
 
 	// QueueConfig is exporterhelper's sending queue (with storage: a persistent queue) and batching.
 	QueueConfig configoptional.Optional[exporterhelper.QueueBatchConfig] `mapstructure:"sending_queue"`
 	// BackOffConfig is exporterhelper's retry of failed exports (whole request failures, and items
-	// still failing after item_retry).
+	// still failing after item_retry). Its max_elapsed_time defaults to 0: never give up.
 	BackOffConfig configretry.BackOffConfig `mapstructure:"retry_on_failure"`
 
 	// prevent unkeyed literal initialization
@@ -88,8 +89,16 @@ func createDefaultConfig() *Config {
 		Flush:            FlushConfig{Bytes: 5 << 20},
 		ItemRetry:        ItemRetryConfig{MaxAttempts: 5, InitialInterval: 100 * time.Millisecond, MaxInterval: 5 * time.Second},
 		QueueConfig:      configoptional.Some(qc),
-		BackOffConfig:    configretry.NewDefaultBackOffConfig(),
+		BackOffConfig:    defaultBackOff(),
 	}
+}
+
+// defaultBackOff retries a failed export until it succeeds: an audit record is never given up on
+// because the cluster was down for longer than some limit. The persistent queue keeps it meanwhile.
+func defaultBackOff() configretry.BackOffConfig {
+	b := configretry.NewDefaultBackOffConfig()
+	b.MaxElapsedTime = 0
+	return b
 }
 
 // endpoints returns the configured URLs: endpoints, else endpoint.
@@ -145,8 +154,8 @@ func (c *Config) Validate() error {
 	if c.Flush.Bytes < c.MaxDocumentBytes {
 		errs = append(errs, fmt.Errorf("flush.bytes: %d, must be at least max_document_bytes (%d)", c.Flush.Bytes, c.MaxDocumentBytes))
 	}
-	if c.ItemRetry.MaxAttempts < 1 {
-		errs = append(errs, fmt.Errorf("item_retry.max_attempts: %d, must be at least 1", c.ItemRetry.MaxAttempts))
+	if c.ItemRetry.MaxAttempts < 2 {
+		errs = append(errs, fmt.Errorf("item_retry.max_attempts: %d, must be at least 2 (one retry inside an export)", c.ItemRetry.MaxAttempts))
 	}
 	if c.ItemRetry.InitialInterval <= 0 || c.ItemRetry.MaxInterval < c.ItemRetry.InitialInterval {
 		errs = append(errs, errors.New("item_retry: initial_interval must be positive and max_interval at least initial_interval"))

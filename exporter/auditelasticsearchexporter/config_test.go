@@ -61,7 +61,7 @@ func TestConfigErrorsNameTheirKey(t *testing.T) {
 		`template.replicas: -1, must not be negative`,
 		`template.refresh_interval: "soon" is not a duration`,
 		`max_document_bytes: 10, must be at least 1024`,
-		`item_retry.max_attempts: 0, must be at least 1`,
+		`item_retry.max_attempts: 0, must be at least 2`,
 	} {
 		assert.Contains(t, err.Error(), want)
 	}
@@ -77,10 +77,12 @@ func TestTemplatesMatchTheirIndices(t *testing.T) {
 	assert.Contains(t, string(tpl["audit-quarantine-index"]), `"index_patterns":["audit-quarantine"]`)
 }
 
-func TestDocID(t *testing.T) {
-	assert.Equal(t, "abc", docID("abc", "fallback"))
-	assert.Equal(t, "fallback", docID("", "fallback"))
-	long := docID(string(make([]byte, 600)), "fallback")
-	assert.Len(t, long, len("sha256-")+64)
-	assert.Equal(t, long, docID(string(make([]byte, 600)), "other"), "stable for the same id")
+func TestDefaultsKeepData(t *testing.T) {
+	cfg := createDefaultConfig()
+	assert.Zero(t, cfg.BackOffConfig.MaxElapsedTime, "exporterhelper must never give up on a batch")
+	assert.True(t, cfg.BackOffConfig.Enabled)
+	cfg.Endpoints = []string{"http://127.0.0.1:9200"}
+	require.NoError(t, cfg.Validate())
+	cfg.ItemRetry.MaxAttempts = 1
+	assert.ErrorContains(t, cfg.Validate(), "item_retry.max_attempts")
 }

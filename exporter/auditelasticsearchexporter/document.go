@@ -1,8 +1,6 @@
 package auditelasticsearchexporter
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -14,22 +12,6 @@ import (
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/internal/canonical"
 	"github.com/auditpipe/auditpipe/internal/pjson"
-)
-
-// maxIDBytes is Elasticsearch's limit on a document _id.
-const maxIDBytes = 512
-
-// Quarantine stages and the exporter's own quarantine reasons (the processor's problem codes are
-// reasons too).
-const (
-	stageValidation = "validation"
-	stageIndexing   = "indexing"
-
-	reasonNotNormalized   = "not_normalized"     // audit.status=valid but the body is not a canonical event
-	reasonReservedTeamID  = "reserved_team_id"   // the team's index would be the quarantine index
-	reasonDocumentTooBig  = "document_too_large" // larger than max_document_bytes
-	reasonRejected        = "rejected"           // Elasticsearch refused the document
-	quarantinePreviewSize = 64 << 10             // how much of an oversized record the quarantine keeps
 )
 
 // event is what the exporter reads from one normalized record.
@@ -93,11 +75,17 @@ func (e *auditExporter) readEvent(lr plog.LogRecord) (event, string, string) {
 			}
 		}
 	}
+	if err := audit.CheckTimestamp(uint64(lr.Timestamp())); err != nil {
+		return ev, audit.ProblemTimestampOutOfRange, "timestamp " + err.Error()
+	}
 	ev.hash = strField(attrs, audit.AttrHash)
 	if len(ev.hash) != 64 {
 		ev.hash = canonical.Hash(ev.body, lr.Timestamp())
 	}
-	ev.id = docID(strField(attrs, audit.AttrID), ev.hash)
+	ev.id, _ = audit.SafeID(strField(attrs, audit.AttrID))
+	if ev.id == "" {
+		ev.id = canonical.ID(ev.body, lr.Timestamp(), lr.ObservedTimestamp())
+	}
 	if v, ok := attrs.Get(audit.AttrKnown); ok && v.Type() == pcommon.ValueTypeBool {
 		ev.known = v.Bool()
 	} else {
@@ -107,19 +95,6 @@ func (e *auditExporter) readEvent(lr plog.LogRecord) (event, string, string) {
 		ev.warnings, ev.hasWarnings = v.Slice(), true
 	}
 	return ev, "", ""
-}
-
-// docID returns a usable Elasticsearch _id: the given id, or (when missing or longer than
-// Elasticsearch allows) a hash that still identifies the same event on redelivery.
-func docID(id, fallback string) string {
-	if id == "" {
-		return fallback
-	}
-	if len(id) > maxIDBytes {
-		sum := sha256.Sum256([]byte(id))
-		return "sha256-" + hex.EncodeToString(sum[:])
-	}
-	return id
 }
 
 func strField(m pcommon.Map, k string) string {
@@ -327,68 +302,6 @@ func appendTime(b []byte, t time.Time) []byte {
 	b = append(b, '"')
 	b = t.UTC().AppendFormat(b, time.RFC3339Nano)
 	return append(b, '"')
-}
-
-// quarantine describes why a record goes to the quarantine index.
-type quarantine struct {
-	stage       string
-	reasons     []string
-	errorType   string
-	errorReason string
-	teamID      string
-	index       string
-}
-
-// appendQuarantineDoc encodes the quarantine document of a record: the reasons and the original record
-// (body and attributes as JSON text, cut to a preview when it is too large to store).
-func appendQuarantineDoc(b []byte, id string, q quarantine, lr plog.LogRecord, res pcommon.Resource, ingested time.Time, maxBytes int) []byte {
-	body := pjson.AppendValue(nil, lr.Body(), false)
-	attrs := pjson.AppendMap(nil, lr.Attributes(), false)
-	size := len(body) + len(attrs)
-	truncated := false
-	if size > maxBytes/2 {
-		truncated = true
-		body = truncateUTF8(body, quarantinePreviewSize)
-		attrs = truncateUTF8(attrs, quarantinePreviewSize)
-	}
-	ts := lr.Timestamp()
-	if ts == 0 {
-		ts = lr.ObservedTimestamp()
-	}
-	if ts == 0 {
-		ts = pcommon.NewTimestampFromTime(ingested)
-	}
-	b = append(b, `{"@timestamp":`...)
-	b = appendTime(b, ts.AsTime())
-	b = append(b, `,"event":{"id":`...)
-	b = pjson.AppendString(b, id)
-	b = append(b, `,"ingested":`...)
-	b = appendTime(b, ingested)
-	b = append(b, `},"quarantine":{"stage":`...)
-	b = pjson.AppendString(b, q.stage)
-	b = append(b, `,"reasons":`...)
-	b = appendStrings(b, q.reasons)
-	for _, f := range [][2]string{{"error_type", q.errorType}, {"error_reason", q.errorReason}, {"team_id", q.teamID}, {"index", q.index}} {
-		if f[1] != "" {
-			b = append(b, ',')
-			b = pjson.AppendString(b, f[0])
-			b = append(b, ':')
-			b = pjson.AppendString(b, truncateString(f[1], 4096))
-		}
-	}
-	b = append(b, `},"record":{"event_name":`...)
-	b = pjson.AppendString(b, lr.EventName())
-	b = append(b, `,"body":`...)
-	b = pjson.AppendString(b, string(body))
-	b = append(b, `,"attributes":`...)
-	b = pjson.AppendString(b, string(attrs))
-	b = fmt.Appendf(b, `,"size":%d,"truncated":%t}`, size, truncated)
-	if svc := strField(res.Attributes(), "service.name"); svc != "" {
-		b = append(b, `,"service":{"name":`...)
-		b = pjson.AppendString(b, svc)
-		b = append(b, '}')
-	}
-	return append(b, '}')
 }
 
 func truncateUTF8(b []byte, n int) []byte {

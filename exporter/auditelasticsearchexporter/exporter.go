@@ -1,12 +1,9 @@
 package auditelasticsearchexporter
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"sync"
@@ -18,6 +15,7 @@ import (
 	"go.opentelemetry.io/collector/component/componentstatus"
 	"go.opentelemetry.io/collector/consumer/consumererror"
 	"go.opentelemetry.io/collector/exporter"
+	"go.opentelemetry.io/collector/exporter/exporterhelper"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/otel/attribute"
@@ -26,16 +24,14 @@ import (
 
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/exporter/auditelasticsearchexporter/internal/metadata"
-	"github.com/auditpipe/auditpipe/internal/canonical"
-	"github.com/auditpipe/auditpipe/internal/pjson"
 )
 
-// Outcomes of otelcol_exporter_audit_documents.
+// Outcomes of otelcol_exporter_audit_documents. There is no "failed": a record that is not stored
+// yet stays with exporterhelper, which retries it.
 const (
 	outcomeIndexed     = "indexed"
 	outcomeDuplicate   = "duplicate"
 	outcomeQuarantined = "quarantined"
-	outcomeFailed      = "failed"
 	outcomeIgnored     = "ignored"
 )
 
@@ -101,6 +97,11 @@ func (e *auditExporter) installTemplates(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// A template applies to new indices only: an existing quarantine index gains the fields of this
+	// version here, or its strict mapping would refuse every new quarantine document.
+	if err := putMapping(ctx, e.es, e.cfg.QuarantineIndex, QuarantineMappings); err != nil {
+		return err
+	}
 	if len(installed) > 0 {
 		e.set.Logger.Info("installed index templates", zap.Strings("templates", installed))
 	}
@@ -120,18 +121,23 @@ func (e *auditExporter) shutdown(context.Context) error {
 
 // item is one document of an export: where it goes and which record it came from.
 type item struct {
-	rl        plog.ResourceLogs
-	sl        plog.ScopeLogs
-	lr        plog.LogRecord
-	index, id string
-	doc       []byte
-	q         *quarantine // set for a quarantine document
-	// the error of a rejected document
+	rl    plog.ResourceLogs
+	sl    plog.ScopeLogs
+	lr    plog.LogRecord
+	index string
+	id    string // the document _id
+	hash  string // event.hash of an event document
+	doc   []byte
+	q     *quarantine // set for a quarantine document
+	// what Elasticsearch said of a refused document, and the hash stored under its id on a conflict
 	errType, errReason string
+	storedHash         string
 }
 
-// pushLogs exports one batch. Every audit record ends indexed, a duplicate of an indexed one,
-// quarantined, or in the error returned to exporterhelper, which retries exactly those records.
+// pushLogs exports one batch. Every audit record ends indexed, a verified duplicate of an indexed
+// one, or quarantined; the records that cannot reach one of those yet (the cluster is down, blocked
+// or full) go back to exporterhelper in a retryable error, which retries exactly those records. No
+// path returns a permanent error: the collector would drop the data.
 func (e *auditExporter) pushLogs(ctx context.Context, ld plog.Logs) error {
 	if e.cfg.Template.Install && !e.templatesOK.Load() {
 		if err := e.installTemplates(ctx); err != nil {
@@ -166,9 +172,6 @@ func (e *auditExporter) pushLogs(ctx context.Context, ld plog.Logs) error {
 		return nil
 	}
 	e.reportError(err)
-	if len(failed) == 0 {
-		return err
-	}
 	return consumererror.NewLogs(err, toLogs(failed))
 }
 
@@ -201,11 +204,12 @@ func (e *auditExporter) prepare(rl plog.ResourceLogs, sl plog.ScopeLogs, lr plog
 	}
 	ev, reason, detail := e.readEvent(lr)
 	if reason != "" {
-		e.toQuarantine(it, quarantine{stage: stageValidation, reasons: []string{audit.FormatProblem(reason, detail)}, teamID: ev.teamID}, ingested)
+		e.toQuarantine(it, quarantine{stage: stageValidation, reasons: []string{audit.FormatProblem(reason, detail)}}, ingested)
 		return it, arena
 	}
 	it.index = e.cfg.IndexPrefix + ev.teamID
 	it.id = ev.id
+	it.hash = ev.hash
 	start := len(arena)
 	arena = e.appendEventDoc(arena, ev, lr, rl.Resource(), ingested)
 	it.doc = arena[start:len(arena):len(arena)]
@@ -217,68 +221,113 @@ func (e *auditExporter) prepare(rl plog.ResourceLogs, sl plog.ScopeLogs, lr plog
 	return it, arena
 }
 
-// toQuarantine makes it a quarantine document. Its id is the event id when there is one, so a
-// redelivered bad record is quarantined once.
-func (e *auditExporter) toQuarantine(it *item, q quarantine, ingested time.Time) {
-	id := it.id
-	if id == "" {
-		if v, ok := it.lr.Attributes().Get(audit.AttrID); ok && v.Type() == pcommon.ValueTypeStr {
-			id = v.Str()
-		}
-	}
-	if id == "" {
-		id = canonical.RecordHash(it.lr.Body(), it.lr.Attributes(), it.lr.Timestamp())
-	}
-	it.id = docID(id, id)
-	it.index = e.cfg.QuarantineIndex
-	it.q = &q
-	it.doc = appendQuarantineDoc(nil, it.id, q, it.lr, it.rl.Resource(), ingested, e.cfg.MaxDocumentBytes)
-}
-
-// deliver sends the items in bulk requests, retries items answered 429 or 5xx with backoff, sends
-// items Elasticsearch rejected to quarantine, and returns the items still undelivered with the error.
+// deliver sends the items and follows each to its end: stored, verified duplicate, or quarantined.
+// Conditions of the cluster are retried here with backoff up to item_retry.max_attempts; the items
+// still waiting then are returned with the error, for exporterhelper to retry later.
 func (e *auditExporter) deliver(ctx context.Context, items []*item, ingested time.Time) ([]*item, error) {
 	pending := items
-	var lastErr error
-	var failedHard []*item // quarantine documents the quarantine index refused
-	for attempt := 1; len(pending) > 0; attempt++ {
-		var retry, rejected []*item
-		retry, rejected, lastErr = e.bulk(ctx, pending)
-		// Rejected event documents go to quarantine in the same loop; a rejected quarantine document
-		// cannot go anywhere else: it is logged, counted as failed, and fails the export once the
-		// other documents are delivered.
-		for _, it := range rejected {
+	attempt := 0
+	for len(pending) > 0 {
+		r := e.bulk(ctx, pending)
+		e.countStored(ctx, r.stored)
+		next := r.retry
+		transient := len(r.retry) > 0
+		e.createMissing(ctx, r.retry)
+		var dups, events []*item
+		for _, it := range r.conflict {
 			if it.q != nil {
-				e.count(ctx, outcomeFailed, 1)
-				e.set.Logger.Error("quarantine index refused a document", zap.String("id", it.id), zap.String("error_type", it.errType), zap.String("reason", it.errReason))
-				failedHard = append(failedHard, it)
+				// A quarantine _id is a hash of the team and the record: this record is quarantined.
+				dups = append(dups, it)
+			} else {
+				events = append(events, it)
+			}
+		}
+		if len(events) > 0 {
+			d, differ, unverified, err := e.verify(ctx, events)
+			dups = append(dups, d...)
+			for _, it := range differ {
+				e.toQuarantine(it, quarantine{
+					stage:   stageIndexing,
+					reasons: []string{audit.FormatProblem(audit.ProblemIDConflict, fmt.Sprintf("event id %q is stored with hash %s; this event has hash %s", it.id, it.storedHash, it.hash))},
+					index:   it.index, hash: it.hash, storedHash: it.storedHash,
+				}, ingested)
+				next = append(next, it)
+			}
+			if len(unverified) > 0 {
+				next, transient = append(next, unverified...), true
+				if err != nil {
+					r.err = err
+				}
+			}
+		}
+		e.countDuplicates(ctx, dups)
+		for _, it := range r.reject {
+			if it.q != nil {
+				// The quarantine is the last stop: a refused quarantine document is retried like any
+				// other, never dropped, and the operator is told.
+				e.set.Logger.Error("the quarantine index refused a document; retrying it",
+					zap.String("index", it.index), zap.String("id", it.id), zap.String("error_type", it.errType), zap.String("reason", truncateString(it.errReason, 512)))
+				next, transient = append(next, it), true
+				r.err = fmt.Errorf("the quarantine index %s refused a document: %s: %s", it.index, it.errType, truncateString(it.errReason, 512))
 				continue
 			}
 			e.toQuarantine(it, quarantine{
 				stage: stageIndexing, reasons: []string{audit.FormatProblem(reasonRejected, it.errType)},
 				errorType: it.errType, errorReason: it.errReason, index: it.index,
 			}, ingested)
-			retry = append(retry, it)
+			next = append(next, it)
 		}
-		if len(retry) == 0 {
-			break
+		if !transient {
+			pending = next // only new quarantine documents: send them at once
+			continue
+		}
+		attempt++
+		if r.err == nil {
+			r.err = retryError(next)
 		}
 		if attempt >= e.cfg.ItemRetry.MaxAttempts {
-			if lastErr == nil {
-				lastErr = fmt.Errorf("%d documents still failing after %d attempts", len(retry), attempt)
+			if r.throttle > 0 {
+				return next, exporterhelper.NewThrottleRetry(r.err, r.throttle)
 			}
-			return retry, lastErr
+			return next, r.err
 		}
-		e.telemetry.ExporterAuditRetried.Add(ctx, int64(len(retry)))
-		if err := sleep(ctx, backoff(e.cfg.ItemRetry, attempt)); err != nil {
-			return retry, err
+		e.telemetry.ExporterAuditRetried.Add(ctx, int64(len(next)))
+		if err := sleep(ctx, max(backoff(e.cfg.ItemRetry, attempt), r.throttle)); err != nil {
+			return next, err
 		}
-		pending = retry
-	}
-	if len(failedHard) > 0 {
-		return failedHard, consumererror.NewPermanent(fmt.Errorf("the quarantine index %s refused %d documents: %s", e.cfg.QuarantineIndex, len(failedHard), failedHard[0].errReason))
+		pending = next
 	}
 	return nil, nil
+}
+
+// createMissing creates the indices that items were refused for as missing: where automatic index
+// creation is restricted, the exporter creates its indices itself (the templates apply as usual).
+func (e *auditExporter) createMissing(ctx context.Context, items []*item) {
+	done := map[string]bool{}
+	for _, it := range items {
+		if it.errType != "index_not_found_exception" || done[it.index] {
+			continue
+		}
+		done[it.index] = true
+		res, err := e.es.Indices.Create(it.index, e.es.Indices.Create.WithContext(ctx))
+		if err != nil {
+			continue
+		}
+		res.Body.Close()
+		if res.IsError() && res.StatusCode != http.StatusBadRequest { // 400: it exists by now
+			e.set.Logger.Warn("could not create a missing index", zap.String("index", it.index), zap.String("status", res.Status()))
+		}
+	}
+}
+
+// retryError describes the documents still waiting after a pass, by the first one's error.
+func retryError(items []*item) error {
+	for _, it := range items {
+		if it.errType != "" {
+			return fmt.Errorf("%d documents not stored yet; %s in %s: %s: %s", len(items), it.id, it.index, it.errType, truncateString(it.errReason, 512))
+		}
+	}
+	return fmt.Errorf("%d documents not stored yet", len(items))
 }
 
 // backoff is the delay before retry number attempt: exponential, capped, with full jitter in its
@@ -302,110 +351,40 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// bulkResponse is the part of a _bulk answer the exporter reads (see filterPath).
-type bulkResponse struct {
-	Items []struct {
-		Create struct {
-			Status int `json:"status"`
-			Error  struct {
-				Type   string `json:"type"`
-				Reason string `json:"reason"`
-			} `json:"error"`
-		} `json:"create"`
-	} `json:"items"`
+// countStored counts the documents Elasticsearch wrote: events indexed, records quarantined.
+func (e *auditExporter) countStored(ctx context.Context, items []*item) {
+	indexed, quarantined := 0, 0
+	for _, it := range items {
+		if it.q != nil {
+			quarantined++
+			e.countQuarantine(ctx, it.q)
+		} else {
+			indexed++
+		}
+	}
+	e.count(ctx, outcomeIndexed, indexed)
+	e.count(ctx, outcomeQuarantined, quarantined)
 }
 
-const filterPath = "items.*.status,items.*.error.type,items.*.error.reason"
-
-// bulk sends items in requests of at most flush.bytes and sorts them by answer: done (counted),
-// to retry (429, 5xx, or the whole request failed), or rejected (any other error).
-func (e *auditExporter) bulk(ctx context.Context, items []*item) (retry, rejected []*item, err error) {
-	bp := e.bufs.Get().(*[]byte)
-	defer e.bufs.Put(bp)
-	for start := 0; start < len(items); {
-		b := (*bp)[:0]
-		end := start
-		for end < len(items) && (end == start || len(b)+len(items[end].doc)+len(items[end].id)+100 <= e.cfg.Flush.Bytes) {
-			it := items[end]
-			b = append(b, `{"create":{"_index":`...)
-			b = pjson.AppendString(b, it.index)
-			b = append(b, `,"_id":`...)
-			b = pjson.AppendString(b, it.id)
-			b = append(b, "}}\n"...)
-			b = append(b, it.doc...)
-			b = append(b, '\n')
-			end++
-		}
-		*bp = b
-		batch := items[start:end]
-		start = end
-		r, rj, reqErr := e.send(ctx, b, batch)
-		retry = append(retry, r...)
-		rejected = append(rejected, rj...)
-		if reqErr != nil {
-			err = reqErr
+// countDuplicates counts documents stored before: events verified by hash, quarantine documents by
+// their content-derived id.
+func (e *auditExporter) countDuplicates(ctx context.Context, items []*item) {
+	dup, quarantined := 0, 0
+	for _, it := range items {
+		if it.q != nil {
+			quarantined++
+		} else {
+			dup++
 		}
 	}
-	return retry, rejected, err
-}
-
-func (e *auditExporter) send(ctx context.Context, body []byte, batch []*item) (retry, rejected []*item, err error) {
-	e.telemetry.ExporterAuditBulkBytes.Add(ctx, int64(len(body)))
-	began := time.Now()
-	res, err := e.es.Bulk(bytes.NewReader(body), e.es.Bulk.WithContext(ctx), e.es.Bulk.WithFilterPath(filterPath))
-	e.telemetry.ExporterAuditBulkLatency.Record(ctx, float64(time.Since(began).Microseconds())/1000)
-	if err != nil {
-		return batch, nil, fmt.Errorf("bulk request: %w", err)
-	}
-	defer res.Body.Close()
-	raw, err := io.ReadAll(res.Body)
-	if err != nil {
-		return batch, nil, fmt.Errorf("bulk response: %w", err)
-	}
-	if res.StatusCode != http.StatusOK {
-		// The whole request failed (overloaded, unavailable, too large, unauthorized…): keep it all.
-		return batch, nil, fmt.Errorf("bulk request: %s: %s", res.Status(), truncateString(string(raw), 512))
-	}
-	var br bulkResponse
-	if err := json.Unmarshal(raw, &br); err != nil || len(br.Items) != len(batch) {
-		return batch, nil, fmt.Errorf("bulk response has %d items for %d documents (%v)", len(br.Items), len(batch), err)
-	}
-	counts := map[string]int{}
-	for i, entry := range br.Items {
-		it, r := batch[i], entry.Create
-		{
-			switch {
-			case r.Status == http.StatusCreated || r.Status == http.StatusOK:
-				if it.q != nil {
-					counts[outcomeQuarantined]++
-					e.countQuarantine(ctx, it.q)
-				} else {
-					counts[outcomeIndexed]++
-				}
-			case r.Status == http.StatusConflict:
-				if it.q != nil {
-					counts[outcomeQuarantined]++ // quarantined before: already stored
-				} else {
-					counts[outcomeDuplicate]++
-				}
-			case r.Status == http.StatusTooManyRequests || r.Status >= 500:
-				retry = append(retry, it)
-			default:
-				it.errType, it.errReason = r.Error.Type, r.Error.Reason
-				if it.errType == "" {
-					it.errType = fmt.Sprintf("status_%d", r.Status)
-				}
-				rejected = append(rejected, it)
-			}
-		}
-	}
-	for o, n := range counts {
-		e.count(ctx, o, n)
-	}
-	return retry, rejected, nil
+	e.count(ctx, outcomeDuplicate, dup)
+	e.count(ctx, outcomeQuarantined, quarantined)
 }
 
 func (e *auditExporter) count(ctx context.Context, outcome string, n int) {
+	if n == 0 {
+		return
+	}
 	e.telemetry.ExporterAuditDocuments.Add(ctx, int64(n), metric.WithAttributes(attribute.String("outcome", outcome)))
 }
 

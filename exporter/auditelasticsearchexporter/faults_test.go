@@ -119,17 +119,18 @@ func TestShutdownFlushesTheQueue(t *testing.T) {
 	assert.Equal(t, map[string]int{prefix + "200": batches * size / 2, prefix + "201": batches * size / 2}, indexCounts(t, cfg))
 }
 
-// TestRefusedQuarantineDoesNotLoseTheRest: when the quarantine index refuses a document, the export
-// fails permanently for that document only; the valid documents of the batch, even ones that needed
-// a retry, are still delivered.
+// TestRefusedQuarantineDoesNotLoseTheRest: when the quarantine index refuses a document, that record
+// goes back to exporterhelper in a retryable error (never a permanent one, which drops data); the
+// valid documents of the batch, even ones that needed a retry, are delivered.
 func TestRefusedQuarantineDoesNotLoseTheRest(t *testing.T) {
 	proxy, faults := newFaultProxy(t, estest.URL(t))
 	faults.RequestFault = func(int) string { return "" }
 	e, cfg := testExporter(t, proxy.URL, nil)
 	quarantine := []byte(`"_index":"` + cfg.QuarantineIndex + `"`)
+	refuse := true
 	faults.ItemFault = func(n, _ int, action []byte) int {
 		switch {
-		case bytes.Contains(action, quarantine):
+		case bytes.Contains(action, quarantine) && refuse:
 			return http.StatusBadRequest
 		case n == 1:
 			return http.StatusTooManyRequests // every event document fails its first attempt
@@ -139,11 +140,17 @@ func TestRefusedQuarantineDoesNotLoseTheRest(t *testing.T) {
 	ld := normalized(t, rawEvent(7, "job_created", ""), rawEvent("*", "job_created", ""), rawEvent(8, "job_created", ""))
 	err := e.pushLogs(context.Background(), ld)
 	require.Error(t, err)
-	assert.True(t, consumererror.IsPermanent(err), "%v", err)
+	assert.False(t, consumererror.IsPermanent(err), "%v", err)
 	var failed consumererror.Logs
 	require.ErrorAs(t, err, &failed)
 	assert.Equal(t, 1, failed.Data().LogRecordCount(), "only the refused quarantine record is handed back")
 	assert.Equal(t, map[string]int{cfg.IndexPrefix + "7": 1, cfg.IndexPrefix + "8": 1}, indexCounts(t, cfg))
 	assert.Equal(t, 2, faults.Stats()["429 item"])
 	assert.Positive(t, faults.Stats()["400 item"])
+
+	// Once the quarantine index takes documents again, exporterhelper's retry stores the record.
+	refuse = false
+	require.NoError(t, e.pushLogs(context.Background(), failed.Data()))
+	refresh(t, cfg.QuarantineIndex)
+	assert.Len(t, search(t, cfg.QuarantineIndex), 1)
 }

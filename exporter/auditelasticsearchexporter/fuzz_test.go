@@ -46,8 +46,11 @@ func FuzzPrepare(f *testing.F) {
 		if !json.Valid(it.doc) {
 			t.Fatalf("document is not JSON: %s", it.doc)
 		}
-		if it.id == "" || len(it.id) > maxIDBytes {
+		if safe, _ := audit.SafeID(it.id); it.id == "" || safe != it.id {
 			t.Fatalf("document id %q", it.id)
+		}
+		if status != audit.StatusValid && it.q == nil {
+			t.Fatalf("a record with audit.status %q was not quarantined", status)
 		}
 		if it.q != nil {
 			if it.index != cfg.QuarantineIndex {
@@ -58,6 +61,15 @@ func FuzzPrepare(f *testing.F) {
 		team := it.index[len(cfg.IndexPrefix):]
 		if err := audit.CheckTeamID(team); err != nil || it.index == cfg.QuarantineIndex {
 			t.Fatalf("event document routed to %q", it.index)
+		}
+		var doc struct {
+			TeamID string `json:"team_id"`
+			Org    struct {
+				ID string `json:"id"`
+			} `json:"organization"`
+		}
+		if err := json.Unmarshal(it.doc, &doc); err != nil || doc.TeamID != team || doc.Org.ID != team {
+			t.Fatalf("document of team %q (organization %q) routed to %s", doc.TeamID, doc.Org.ID, it.index)
 		}
 	})
 }

@@ -85,6 +85,12 @@ func normalized(t *testing.T, bodies ...string) plog.Logs {
 		lr.SetTimestamp(pcommon.NewTimestampFromTime(baseTime.Add(time.Duration(i) * time.Second)))
 		lr.Body().SetStr(b)
 	}
+	return processed(t, ld)
+}
+
+// processed runs records through the real audit processor.
+func processed(t *testing.T, ld plog.Logs) plog.Logs {
+	t.Helper()
 	sink := new(consumertest.LogsSink)
 	f := auditprocessor.NewFactory()
 	p, err := f.CreateLogs(context.Background(), processortest.NewNopSettings(f.Type()), f.CreateDefaultConfig(), sink)
@@ -194,7 +200,7 @@ func TestSeedSampleDocument(t *testing.T) {
 	"event":{"id":"` + id.Str() + `","action":"job_user_access_changed","kind":"event","category":"job","outcome":"success","hash":"` + id.Str() + `"},
 	"organization":{"id":"191796"},"source":{"ip":"::1"},"user":{"id":"445177","email":"ann+oats@gem.com","name":"Ann Samuelson"},
 	"related":{"ip":["::1"],"user":["445177","506607"]},"service":{"name":"jobs-api"},
-	"audit":{"action_known":true,"action_description":"A user’s permissions were changed"}}`
+	"audit":{"action_known":true,"action_description":"A user’s permissions were changed","warnings":["missing_id: no audit.id or log.record.uid; the id is the content hash"]}}`
 	var wantDoc map[string]any
 	require.NoError(t, json.Unmarshal([]byte(want), &wantDoc))
 	assert.Equal(t, wantDoc, doc)

@@ -9,13 +9,16 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 
 	"github.com/elastic/go-elasticsearch/v8"
 )
 
 // templateVersion is the version of the mappings below. Raise it whenever they change; the exporter
 // then reinstalls the templates at its next start. Other settings changes are caught by a hash.
-const templateVersion = 1
+// Version 2 added the quarantine's hashes and the whole original record (timestamps, resource, scope)
+// for replay; the exporter adds those fields to an existing quarantine index too.
+const templateVersion = 2
 
 const keyword = `{"type":"keyword","ignore_above":1024}`
 
@@ -76,12 +79,18 @@ const QuarantineMappings = `{
       "error_type": ` + keyword + `,
       "error_reason": {"type": "text"},
       "team_id": ` + keyword + `,
-      "index": ` + keyword + `
+      "index": ` + keyword + `,
+      "hash": ` + keyword + `,
+      "stored_hash": ` + keyword + `
     }},
     "record": {"properties": {
       "event_name": ` + keyword + `,
+      "time_unix_nano": ` + keyword + `,
+      "observed_time_unix_nano": ` + keyword + `,
+      "scope_name": ` + keyword + `,
       "body": {"type": "text", "index": false},
       "attributes": {"type": "text", "index": false},
+      "resource": {"type": "text", "index": false},
       "size": {"type": "long"},
       "truncated": {"type": "boolean"}
     }},
@@ -165,4 +174,19 @@ func ensureTemplates(ctx context.Context, es *elasticsearch.Client, templates ma
 		installed = append(installed, name)
 	}
 	return installed, nil
+}
+
+// putMapping adds the fields of mappings to an existing index; an index that does not exist yet
+// will get them from its template.
+func putMapping(ctx context.Context, es *elasticsearch.Client, index, mappings string) error {
+	res, err := es.Indices.PutMapping([]string{index}, strings.NewReader(mappings), es.Indices.PutMapping.WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("updating the mapping of %s: %w", index, err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode == http.StatusNotFound || !res.IsError() {
+		return nil
+	}
+	return fmt.Errorf("updating the mapping of %s: %s", index, b)
 }

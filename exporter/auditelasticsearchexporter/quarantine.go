@@ -1,0 +1,147 @@
+package auditelasticsearchexporter
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
+
+	"github.com/auditpipe/auditpipe/audit"
+	"github.com/auditpipe/auditpipe/internal/canonical"
+	"github.com/auditpipe/auditpipe/internal/pjson"
+)
+
+// Quarantine stages and the exporter's own quarantine reasons (the processor's problem codes are
+// reasons too).
+const (
+	stageValidation = "validation"
+	stageIndexing   = "indexing"
+
+	reasonNotNormalized   = "not_normalized"     // audit.status=valid but the body is not a canonical event
+	reasonReservedTeamID  = "reserved_team_id"   // the team's index would be the quarantine index
+	reasonDocumentTooBig  = "document_too_large" // larger than max_document_bytes
+	reasonRejected        = "rejected"           // Elasticsearch refused the document for its own fault
+	quarantinePreviewSize = 64 << 10             // how much of an oversized record the quarantine keeps
+)
+
+// quarantine describes why a record goes to the quarantine index.
+type quarantine struct {
+	stage       string
+	reasons     []string
+	errorType   string
+	errorReason string
+	teamID      string // the team id the record named, as given
+	index       string // the team index the event was meant for
+	// on an id_conflict: this event's hash and the hash stored under its id
+	hash, storedHash string
+}
+
+// toQuarantine makes it a quarantine document. Its _id is scoped by team and content
+// (canonical.QuarantineID), so a redelivered bad record is quarantined once and no record can shadow
+// another team's.
+func (e *auditExporter) toQuarantine(it *item, q quarantine, ingested time.Time) {
+	lr := it.lr
+	if q.teamID == "" {
+		q.teamID = givenTeamID(lr)
+	}
+	eventID := it.id
+	if eventID == "" {
+		eventID, _ = audit.SafeID(strField(lr.Attributes(), audit.AttrID))
+	}
+	if eventID == "" {
+		eventID = canonical.RecordHash(lr.Body(), lr.Attributes(), lr.Timestamp())
+	}
+	it.id = canonical.QuarantineID(q.teamID, lr.EventName(), lr.Body(), lr.Attributes(), lr.Timestamp(), lr.ObservedTimestamp())
+	it.index = e.cfg.QuarantineIndex
+	it.q = &q
+	it.doc = appendQuarantineDoc(nil, eventID, q, lr, it.rl.Resource(), it.sl.Scope(), ingested, e.cfg.MaxDocumentBytes)
+}
+
+// givenTeamID is the team id a record named, valid or not: the processor's note on an invalid
+// record, else the body's team_id, else the audit.team_id attribute.
+func givenTeamID(lr plog.LogRecord) string {
+	attrs := lr.Attributes()
+	if s := strField(attrs, audit.AttrQuarantineTeamID); s != "" {
+		return s
+	}
+	if lr.Body().Type() == pcommon.ValueTypeMap {
+		if v, ok := lr.Body().Map().Get(audit.FieldTeamID); ok && v.Type() != pcommon.ValueTypeEmpty {
+			return truncateString(v.AsString(), 256)
+		}
+	}
+	if v, ok := attrs.Get(audit.AttrTeamID); ok && v.Type() != pcommon.ValueTypeEmpty {
+		return truncateString(v.AsString(), 256)
+	}
+	return ""
+}
+
+// appendQuarantineDoc encodes the quarantine document of a record: the reasons and the whole
+// original record (body, attributes, resource attributes, timestamps), so that it can be replayed, cut
+// to a preview when it is too large to store.
+func appendQuarantineDoc(b []byte, eventID string, q quarantine, lr plog.LogRecord, res pcommon.Resource, scope pcommon.InstrumentationScope, ingested time.Time, maxBytes int) []byte {
+	body := pjson.AppendValue(nil, lr.Body(), false)
+	attrs := pjson.AppendMap(nil, lr.Attributes(), false)
+	resource := pjson.AppendMap(nil, res.Attributes(), false)
+	size := len(body) + len(attrs) + len(resource)
+	truncated := false
+	if size > maxBytes/2 {
+		truncated = true
+		body = truncateUTF8(body, quarantinePreviewSize)
+		attrs = truncateUTF8(attrs, quarantinePreviewSize)
+		resource = truncateUTF8(resource, quarantinePreviewSize)
+	}
+	// The document is timed at the event when Elasticsearch can store that time, else at ingest.
+	ts := lr.Timestamp()
+	if audit.CheckTimestamp(uint64(ts)) != nil {
+		ts = lr.ObservedTimestamp()
+	}
+	if audit.CheckTimestamp(uint64(ts)) != nil {
+		ts = pcommon.NewTimestampFromTime(ingested)
+	}
+	b = append(b, `{"@timestamp":`...)
+	b = appendTime(b, ts.AsTime())
+	b = append(b, `,"event":{"id":`...)
+	b = pjson.AppendString(b, eventID)
+	b = append(b, `,"ingested":`...)
+	b = appendTime(b, ingested)
+	b = append(b, `},"quarantine":{"stage":`...)
+	b = pjson.AppendString(b, q.stage)
+	b = append(b, `,"reasons":`...)
+	b = appendStrings(b, q.reasons)
+	for _, f := range [][2]string{
+		{"error_type", q.errorType}, {"error_reason", q.errorReason}, {"team_id", q.teamID}, {"index", q.index},
+		{"hash", q.hash}, {"stored_hash", q.storedHash},
+	} {
+		if f[1] != "" {
+			b = append(b, ',')
+			b = pjson.AppendString(b, f[0])
+			b = append(b, ':')
+			b = pjson.AppendString(b, truncateString(f[1], 4096))
+		}
+	}
+	b = append(b, `},"record":{"event_name":`...)
+	b = pjson.AppendString(b, lr.EventName())
+	b = append(b, `,"time_unix_nano":`...)
+	b = pjson.AppendString(b, strconv.FormatUint(uint64(lr.Timestamp()), 10))
+	b = append(b, `,"observed_time_unix_nano":`...)
+	b = pjson.AppendString(b, strconv.FormatUint(uint64(lr.ObservedTimestamp()), 10))
+	if scope.Name() != "" {
+		b = append(b, `,"scope_name":`...)
+		b = pjson.AppendString(b, scope.Name())
+	}
+	b = append(b, `,"body":`...)
+	b = pjson.AppendString(b, string(body))
+	b = append(b, `,"attributes":`...)
+	b = pjson.AppendString(b, string(attrs))
+	b = append(b, `,"resource":`...)
+	b = pjson.AppendString(b, string(resource))
+	b = fmt.Appendf(b, `,"size":%d,"truncated":%t}`, size, truncated)
+	if svc := strField(res.Attributes(), "service.name"); svc != "" {
+		b = append(b, `,"service":{"name":`...)
+		b = pjson.AppendString(b, svc)
+		b = append(b, '}')
+	}
+	return append(b, '}')
+}
