@@ -92,6 +92,14 @@ func Validate(ev audit.Event) error {
 	default:
 		errs = append(errs, fmt.Errorf("actor type %q is not %q or %q", ev.Actor.Type, audit.ActorUser, audit.ActorSystem))
 	}
+	if !ev.Time.IsZero() {
+		if err := audit.CheckTime(ev.Time); err != nil {
+			errs = append(errs, fmt.Errorf("time %w", err))
+		}
+	}
+	if _, repaired := audit.SafeID(ev.ID); repaired {
+		errs = append(errs, fmt.Errorf("id must be valid UTF-8 of at most %d bytes", audit.MaxIDBytes))
+	}
 	for i, t := range ev.Targets {
 		if t.Type == "" || t.ID == "" {
 			errs = append(errs, fmt.Errorf("targets[%d]: type and id are required", i))

@@ -77,7 +77,7 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	errs = errors.Join(errs, err)
 	builder.ExporterAuditDocuments, err = builder.meter.Int64Counter(
 		"otelcol_exporter_audit_documents",
-		metric.WithDescription("Audit records handled by the exporter, by outcome (indexed, duplicate, quarantined, failed, ignored). [Development]"),
+		metric.WithDescription("Audit records handled by the exporter, by outcome (indexed, duplicate, quarantined, ignored). [Development]"),
 		metric.WithUnit("{document}"),
 	)
 	errs = errors.Join(errs, err)
@@ -89,7 +89,7 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	errs = errors.Join(errs, err)
 	builder.ExporterAuditRetried, err = builder.meter.Int64Counter(
 		"otelcol_exporter_audit_retried",
-		metric.WithDescription("Bulk items retried by the exporter after a 429 or 5xx answer. [Development]"),
+		metric.WithDescription("Bulk items retried by the exporter for a condition of the cluster (429, 5xx, blocks, missing or closed indices, the shard limit). [Development]"),
 		metric.WithUnit("{document}"),
 	)
 	errs = errors.Join(errs, err)

@@ -55,7 +55,7 @@ func AssertEqualExporterAuditBulkLatency(t *testing.T, tt *componenttest.Telemet
 func AssertEqualExporterAuditDocuments(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_exporter_audit_documents",
-		Description: "Audit records handled by the exporter, by outcome (indexed, duplicate, quarantined, failed, ignored). [Development]",
+		Description: "Audit records handled by the exporter, by outcome (indexed, duplicate, quarantined, ignored). [Development]",
 		Unit:        "{document}",
 		Data: metricdata.Sum[int64]{
 			Temporality: metricdata.CumulativeTemporality,
@@ -87,7 +87,7 @@ func AssertEqualExporterAuditQuarantined(t *testing.T, tt *componenttest.Telemet
 func AssertEqualExporterAuditRetried(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_exporter_audit_retried",
-		Description: "Bulk items retried by the exporter after a 429 or 5xx answer. [Development]",
+		Description: "Bulk items retried by the exporter for a condition of the cluster (429, 5xx, blocks, missing or closed indices, the shard limit). [Development]",
 		Unit:        "{document}",
 		Data: metricdata.Sum[int64]{
 			Temporality: metricdata.CumulativeTemporality,
