@@ -96,4 +96,6 @@ const (
 	ActionApprovalProcessChanged = "approval_process_changed"
 	// ActionApprovalProcessCreated: An approval process was created
 	ActionApprovalProcessCreated = "approval_process_created"
+	// ActionAuditQuarantineReplayed: Audit records held in quarantine were replayed into this team's log
+	ActionAuditQuarantineReplayed = "audit_quarantine_replayed"
 )

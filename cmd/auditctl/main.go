@@ -5,6 +5,9 @@
 //	auditctl teams
 //	auditctl show --team 191796 --id <event id>
 //	auditctl tail --team 191796 [--since 10m]
+//	auditctl quarantine list [--team T] [--reason unknown_action] [--since …] [--until …] [--limit 50]
+//	auditctl quarantine show --id <quarantine id>
+//	auditctl quarantine replay [filters] [--config collector.yaml] --operator you@example.com
 //
 // Connection settings come from flags or the environment: ES_URL, ES_USER, ES_PASSWORD, ES_API_KEY,
 // ES_CA_FILE, AUDIT_INDEX_PREFIX, AUDIT_QUARANTINE_INDEX (the same names config.example.yaml uses).
@@ -22,10 +25,15 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/collector/confmap"
+	"go.opentelemetry.io/collector/confmap/provider/envprovider"
+	"go.opentelemetry.io/collector/confmap/provider/fileprovider"
+
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/auditlog"
 	"github.com/auditpipe/auditpipe/internal/auditquery"
 	kibanaobjects "github.com/auditpipe/auditpipe/kibana"
+	"github.com/auditpipe/auditpipe/processor/auditprocessor"
 )
 
 const usage = `auditctl: export and query team audit logs in Elasticsearch
@@ -36,6 +44,8 @@ Commands:
   show     print one event
   tail     print a team's new events as they arrive
   kibana   import the Kibana saved objects (data view, saved search, dashboard)
+  quarantine list|show|replay
+           the records the pipeline could not store, and replaying them once the cause is fixed
 
 Run 'auditctl <command> --help' for a command's flags.
 `
@@ -75,6 +85,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return show(ctx, fs, conn, args, stdout)
 	case "tail":
 		return tail(ctx, fs, conn, args, stdout)
+	case "quarantine":
+		return quarantine(ctx, fs, conn, args, stdout, stderr)
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("unknown command %q", cmd)
@@ -329,4 +341,138 @@ func kibana(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.Writ
 	}
 	fmt.Fprintf(stdout, "imported %d saved objects into %s: open the dashboard \"Audit log\"\n", n, *url)
 	return nil
+}
+
+func quarantine(ctx context.Context, fs *flag.FlagSet, connect func() (*auditquery.Client, error), args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("quarantine: list, show or replay")
+	}
+	sub, args := args[0], args[1:]
+	fs.Init("auditctl quarantine "+sub, flag.ContinueOnError)
+	var f auditquery.QuarantineFilter
+	var since, until *string
+	var limit *int
+	if sub == "list" || sub == "replay" {
+		fs.StringVar(&f.Team, "team", "", "only records that named this team id (as given, valid or not)")
+		fs.StringVar(&f.Reason, "reason", "", "only records quarantined for this reason code (unknown_action, id_conflict, rejected, …)")
+		since = fs.String("since", "", "records timed at or after: RFC 3339, a date, or a duration back from now")
+		until = fs.String("until", "", "records timed before: RFC 3339, a date, or a duration back from now")
+		limit = fs.Int("limit", 0, "at most this many records (list: default 50; replay: default all)")
+	}
+	switch sub {
+	case "list":
+		if err := parseQuarantineFlags(fs, args, &f, since, until); err != nil {
+			return err
+		}
+		c, err := connect()
+		if err != nil {
+			return err
+		}
+		n := *limit
+		if n <= 0 {
+			n = 50
+		}
+		fmt.Fprintf(stdout, "%-68s %-20s %-36s %-12s %s\n", "ID", "TEAM", "TIME", "STAGE", "REASONS")
+		return c.EachQuarantined(ctx, f, n, 500, func(docs []auditquery.Quarantined) (bool, error) {
+			for _, d := range docs {
+				fmt.Fprintf(stdout, "%-68s %-20q %-36s %-12s %s\n", d.ID, d.Quarantine.TeamID, d.Timestamp, d.Quarantine.Stage, strings.Join(d.Quarantine.Reasons, "; "))
+			}
+			return true, nil
+		})
+	case "show":
+		id := fs.String("id", "", "the quarantine document id (from list)")
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		if *id == "" {
+			return errors.New("quarantine show: --id is required")
+		}
+		c, err := connect()
+		if err != nil {
+			return err
+		}
+		doc, err := c.ShowQuarantined(ctx, *id)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(stdout, "%s\n", doc)
+		return err
+	case "replay":
+		config := fs.String("config", "", "the collector's configuration file: the audit processor's settings (catalog, unknown_actions, rules) are read from it")
+		processorName := fs.String("processor", "audit", "the processor's name in --config")
+		operator := fs.String("operator", env("AUDITCTL_OPERATOR", env("USER", "")), "who runs the replay, recorded in each team's log (AUDITCTL_OPERATOR)")
+		if err := parseQuarantineFlags(fs, args, &f, since, until); err != nil {
+			return err
+		}
+		if *operator == "" {
+			return errors.New("quarantine replay: --operator is required (or AUDITCTL_OPERATOR): replays are recorded in the teams' logs")
+		}
+		var pcfg *auditprocessor.Config
+		if *config != "" {
+			var err error
+			if pcfg, err = processorConfig(ctx, *config, *processorName); err != nil {
+				return err
+			}
+		}
+		c, err := connect()
+		if err != nil {
+			return err
+		}
+		res, err := c.Replay(ctx, f, *limit, pcfg, *operator)
+		for _, msg := range res.Failures {
+			fmt.Fprintln(stderr, msg)
+		}
+		fmt.Fprintf(stdout, "replayed: %d stored in their team's log, %d quarantined again, %d could not be rebuilt\n", res.Stored, res.StillFailed, res.Skipped)
+		return err
+	}
+	return fmt.Errorf("quarantine: unknown subcommand %q: list, show or replay", sub)
+}
+
+func parseQuarantineFlags(fs *flag.FlagSet, args []string, f *auditquery.QuarantineFilter, since, until *string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	now := time.Now()
+	var err error
+	if f.Since, err = parseTime(*since, now); err != nil {
+		return fmt.Errorf("--since: %w", err)
+	}
+	if f.Until, err = parseTime(*until, now); err != nil {
+		return fmt.Errorf("--until: %w", err)
+	}
+	return nil
+}
+
+// processorConfig reads the audit processor's settings from a collector configuration file, with
+// ${env:…} references resolved as the collector resolves them, so a replay normalizes exactly as the
+// running collector does.
+func processorConfig(ctx context.Context, path, name string) (*auditprocessor.Config, error) {
+	resolver, err := confmap.NewResolver(confmap.ResolverSettings{
+		URIs:              []string{"file:" + path},
+		ProviderFactories: []confmap.ProviderFactory{fileprovider.NewFactory(), envprovider.NewFactory()},
+		DefaultScheme:     "env",
+	})
+	if err != nil {
+		return nil, err
+	}
+	conf, err := resolver.Resolve(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("--config %s: %w", path, err)
+	}
+	key := "processors::" + name
+	if !conf.IsSet(key) {
+		return nil, fmt.Errorf("--config %s: no processors: %s: section", path, name)
+	}
+	sub, err := conf.Sub(key)
+	if err != nil {
+		return nil, err
+	}
+	cfg := auditprocessor.NewFactory().CreateDefaultConfig().(*auditprocessor.Config)
+	if err := sub.Unmarshal(cfg); err != nil {
+		return nil, fmt.Errorf("--config %s: processors: %s: %w", path, name, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("--config %s: processors: %s: %w", path, name, err)
+	}
+	return cfg, nil
 }

@@ -44,7 +44,7 @@ type quarantine struct {
 func (e *auditExporter) toQuarantine(it *item, q quarantine, ingested time.Time) {
 	lr := it.lr
 	if q.teamID == "" {
-		q.teamID = givenTeamID(lr)
+		q.teamID = canonical.QuarantineTeamID(lr)
 	}
 	eventID := it.id
 	if eventID == "" {
@@ -53,28 +53,10 @@ func (e *auditExporter) toQuarantine(it *item, q quarantine, ingested time.Time)
 	if eventID == "" {
 		eventID = canonical.RecordHash(lr.Body(), lr.Attributes(), lr.Timestamp())
 	}
-	it.id = canonical.QuarantineID(q.teamID, lr.EventName(), lr.Body(), lr.Attributes(), lr.Timestamp(), lr.ObservedTimestamp())
+	it.id = canonical.QuarantineID(lr)
 	it.index = e.cfg.QuarantineIndex
 	it.q = &q
 	it.doc = appendQuarantineDoc(nil, eventID, q, lr, it.rl.Resource(), it.sl.Scope(), ingested, e.cfg.MaxDocumentBytes)
-}
-
-// givenTeamID is the team id a record named, valid or not: the processor's note on an invalid
-// record, else the body's team_id, else the audit.team_id attribute.
-func givenTeamID(lr plog.LogRecord) string {
-	attrs := lr.Attributes()
-	if s := strField(attrs, audit.AttrQuarantineTeamID); s != "" {
-		return s
-	}
-	if lr.Body().Type() == pcommon.ValueTypeMap {
-		if v, ok := lr.Body().Map().Get(audit.FieldTeamID); ok && v.Type() != pcommon.ValueTypeEmpty {
-			return truncateString(v.AsString(), 256)
-		}
-	}
-	if v, ok := attrs.Get(audit.AttrTeamID); ok && v.Type() != pcommon.ValueTypeEmpty {
-		return truncateString(v.AsString(), 256)
-	}
-	return ""
 }
 
 // appendQuarantineDoc encodes the quarantine document of a record: the reasons and the whole

@@ -111,12 +111,26 @@ func (c *Client) do(ctx context.Context, req esapi.Request, out any) error {
 		return ErrNoTeam
 	}
 	if res.IsError() {
-		return fmt.Errorf("Elasticsearch answered %s: %s", res.Status(), truncate(string(body), 500))
+		return &httpError{status: res.StatusCode, msg: fmt.Sprintf("Elasticsearch answered %s: %s", res.Status(), truncate(string(body), 500))}
 	}
 	if out == nil {
 		return nil
 	}
 	return json.Unmarshal(body, out)
+}
+
+// httpError is an error answer of Elasticsearch.
+type httpError struct {
+	status int
+	msg    string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+// isNotFound tells a 404 answer (a missing document) from other errors.
+func isNotFound(err error) bool {
+	var he *httpError
+	return errors.As(err, &he) && he.status == http.StatusNotFound
 }
 
 func truncate(s string, n int) string {

@@ -72,6 +72,35 @@ func (c *Client) RecordAll(ctx context.Context, events []audit.Event) ([]string,
 		ids[i] = ev.ID
 	}
 
+	pipe, err := c.newPipeline(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer pipe.shutdown()
+	outs, err := pipe.run(ctx, ld)
+	if err != nil {
+		return nil, fmt.Errorf("recording audit events: %w", err)
+	}
+	for i, o := range outs {
+		if !o.valid {
+			return nil, fmt.Errorf("recording audit event %s: the processor refused it: %v", ids[i], o.problems)
+		}
+	}
+	return ids, nil
+}
+
+// pipeline is the collector's audit processor and Elasticsearch exporter, in process, with a tap
+// between them that reports what the processor made of each record.
+type pipeline struct {
+	proc  processor.Logs
+	exp   exporter.Logs
+	tap   *tap
+	close []func()
+}
+
+// newPipeline starts the processor (pcfg, or its defaults when nil) and an exporter writing to this
+// client's indices, without a queue: run returns once every record is stored or quarantined.
+func (c *Client) newPipeline(ctx context.Context, pcfg *auditprocessor.Config) (*pipeline, error) {
 	tel := component.TelemetrySettings{Logger: zap.NewNop(), MeterProvider: metricnoop.NewMeterProvider(), TracerProvider: tracenoop.NewTracerProvider(), Resource: pcommon.NewResource()}
 	ef := auditelasticsearchexporter.NewFactory()
 	ecfg := ef.CreateDefaultConfig().(*auditelasticsearchexporter.Config)
@@ -82,10 +111,12 @@ func (c *Client) RecordAll(ctx context.Context, events []audit.Event) ([]string,
 	ecfg.Template.Install = c.installTemplates // the collector owns the templates
 	ecfg.Template.Replicas = 0
 	ecfg.QueueConfig = configoptional.None[exporterhelper.QueueBatchConfig]()
+	// A CLI gives up after a while, with an error, rather than wait forever like the collector.
 	ecfg.BackOffConfig.MaxElapsedTime = time.Minute
 	if err := ecfg.Validate(); err != nil {
 		return nil, err
 	}
+	p := &pipeline{}
 	exp, err := ef.CreateLogs(ctx, exporter.Settings{ID: component.NewID(ef.Type()), TelemetrySettings: tel, BuildInfo: component.NewDefaultBuildInfo()}, ecfg)
 	if err != nil {
 		return nil, err
@@ -94,21 +125,65 @@ func (c *Client) RecordAll(ctx context.Context, events []audit.Event) ([]string,
 	if err := exp.Start(ctx, host); err != nil {
 		return nil, err
 	}
-	defer exp.Shutdown(context.Background())
+	p.exp = exp
+	p.close = append(p.close, func() { exp.Shutdown(context.Background()) })
+	p.tap = &tap{next: exp, outcome: c.outcomeOf}
 
 	pf := auditprocessor.NewFactory()
-	proc, err := pf.CreateLogs(ctx, processor.Settings{ID: component.NewID(pf.Type()), TelemetrySettings: tel, BuildInfo: component.NewDefaultBuildInfo()}, pf.CreateDefaultConfig(), consumer.Logs(exp))
+	if pcfg == nil {
+		pcfg = pf.CreateDefaultConfig().(*auditprocessor.Config)
+	}
+	proc, err := pf.CreateLogs(ctx, processor.Settings{ID: component.NewID(pf.Type()), TelemetrySettings: tel, BuildInfo: component.NewDefaultBuildInfo()}, pcfg, p.tap)
 	if err != nil {
+		p.shutdown()
 		return nil, err
 	}
 	if err := proc.Start(ctx, host); err != nil {
+		p.shutdown()
 		return nil, err
 	}
-	defer proc.Shutdown(context.Background())
-	if err := proc.ConsumeLogs(ctx, ld); err != nil {
-		return nil, fmt.Errorf("recording audit events: %w", err)
+	p.proc = proc
+	p.close = append(p.close, func() { proc.Shutdown(context.Background()) })
+	return p, nil
+}
+
+// run sends ld through the pipeline and returns, in record order, what became of each record.
+func (p *pipeline) run(ctx context.Context, ld plog.Logs) ([]outcome, error) {
+	n := ld.LogRecordCount()
+	p.tap.outs = p.tap.outs[:0]
+	if err := p.proc.ConsumeLogs(ctx, ld); err != nil {
+		return nil, err
 	}
-	return ids, nil
+	if len(p.tap.outs) != n {
+		return nil, fmt.Errorf("the processor passed on %d of %d records", len(p.tap.outs), n)
+	}
+	return p.tap.outs, nil
+}
+
+func (p *pipeline) shutdown() {
+	for i := len(p.close) - 1; i >= 0; i-- {
+		p.close[i]()
+	}
+}
+
+// tap notes the outcome of every record on its way from the processor to the exporter.
+type tap struct {
+	next    consumer.Logs
+	outcome func(plog.LogRecord) outcome
+	outs    []outcome
+}
+
+func (t *tap) Capabilities() consumer.Capabilities { return consumer.Capabilities{} }
+
+func (t *tap) ConsumeLogs(ctx context.Context, ld plog.Logs) error {
+	for _, rl := range ld.ResourceLogs().All() {
+		for _, sl := range rl.ScopeLogs().All() {
+			for _, lr := range sl.LogRecords().All() {
+				t.outs = append(t.outs, t.outcome(lr))
+			}
+		}
+	}
+	return t.next.ConsumeLogs(ctx, ld)
 }
 
 type nopHost struct{}

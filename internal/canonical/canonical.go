@@ -21,7 +21,9 @@ import (
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
 
+	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/internal/pjson"
 )
 
@@ -53,14 +55,44 @@ func ID(body pcommon.Map, ts, observed pcommon.Timestamp) string {
 }
 
 // QuarantineID is the _id of a quarantine document: "q-" and the SHA-256 of the team id the record
-// named, its event name, both timestamps and the RecordHash encoding of body and attributes. It is
-// scoped by team and content, so a redelivered record is quarantined once and one team's record (or
-// a reused client id) can never shadow another's.
-func QuarantineID(teamID, eventName string, body pcommon.Value, attrs pcommon.Map, ts, observed pcommon.Timestamp) string {
+// named (QuarantineTeamID), its event name, both timestamps and the RecordHash encoding of body and
+// attributes. It is scoped by team and content, so a redelivered record is quarantined once and one
+// team's record (or a reused client id) can never shadow another's.
+func QuarantineID(lr plog.LogRecord) string {
 	sum := sha256.New()
-	fmt.Fprintf(sum, "%q\x00%q\x00%d\x00%d\x00", teamID, eventName, uint64(ts), uint64(observed))
-	sum.Write([]byte(RecordHash(body, attrs, 0)))
+	fmt.Fprintf(sum, "%q\x00%q\x00%d\x00%d\x00", QuarantineTeamID(lr), lr.EventName(), uint64(lr.Timestamp()), uint64(lr.ObservedTimestamp()))
+	sum.Write([]byte(RecordHash(lr.Body(), lr.Attributes(), 0)))
 	return "q-" + hex.EncodeToString(sum.Sum(nil))
+}
+
+// QuarantineTeamID is the team id a record named, valid or not, as the quarantine keeps it: the
+// processor's note on an invalid record (audit.quarantine.team_id), else the body's team_id, else
+// the audit.team_id attribute; at most 256 bytes.
+func QuarantineTeamID(lr plog.LogRecord) string {
+	attrs := lr.Attributes()
+	if v, ok := attrs.Get(audit.AttrQuarantineTeamID); ok && v.Type() == pcommon.ValueTypeStr && v.Str() != "" {
+		return v.Str()
+	}
+	if lr.Body().Type() == pcommon.ValueTypeMap {
+		if v, ok := lr.Body().Map().Get(audit.FieldTeamID); ok && v.Type() != pcommon.ValueTypeEmpty {
+			return cut(v.AsString(), 256)
+		}
+	}
+	if v, ok := attrs.Get(audit.AttrTeamID); ok && v.Type() != pcommon.ValueTypeEmpty {
+		return cut(v.AsString(), 256)
+	}
+	return ""
+}
+
+// cut shortens s to at most n bytes without splitting a UTF-8 sequence.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && s[n]&0xC0 == 0x80 {
+		n--
+	}
+	return s[:n]
 }
 
 // RecordHash hashes a record that could not be normalized: its whole body, whatever its type, and its

@@ -41,6 +41,23 @@ func DecodeMap(data []byte, dst pcommon.Map) error {
 	return nil
 }
 
+// DecodeValue parses any JSON value into dst, with DecodeMap's rules.
+func DecodeValue(data []byte, dst pcommon.Value) error {
+	d := decoder{data: data}
+	d.skipSpace()
+	if d.pos >= len(d.data) {
+		return d.errorf("unexpected end of input")
+	}
+	if err := d.value(dst, 1); err != nil {
+		return err
+	}
+	d.skipSpace()
+	if d.pos != len(d.data) {
+		return d.errorf("data after the top-level value")
+	}
+	return nil
+}
+
 type decoder struct {
 	data []byte
 	pos  int
