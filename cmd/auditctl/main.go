@@ -21,6 +21,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -173,17 +174,50 @@ func export(ctx context.Context, fs *flag.FlagSet, connect func() (*auditquery.C
 	if err != nil {
 		return err
 	}
-	if _, err := c.TeamIndex(*team); err != nil {
+	if err := c.CheckTeam(ctx, *team); err != nil {
 		return err
 	}
+	md := map[string]any{"kind": "auditctl", "format": *format}
+	for k, v := range map[string]string{"since": *since, "until": *until, "actor": *actor, "reason": *reason, "actions": strings.Join(actions, ",")} {
+		if v != "" {
+			md[k] = v
+		}
+	}
+	exportEvent := func(ctx context.Context, extra map[string]any) (string, error) {
+		m := map[string]any{}
+		for k, v := range md {
+			m[k] = v
+		}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return c.Record(ctx, audit.Event{
+			Action:   audit.ActionDataExport,
+			TeamID:   *team,
+			Actor:    auditlog.User(*operator, "", ""),
+			Targets:  []audit.Target{{Type: "audit_log", ID: *team}},
+			Metadata: m,
+		})
+	}
+	// The export is in the team's log before its first row leaves: a killed or piped export is
+	// still on record.
+	startID, err := exportEvent(ctx, map[string]any{"state": "started"})
+	if err != nil {
+		return fmt.Errorf("recording the export in the team's log failed, so nothing was exported: %w", err)
+	}
+
 	w := stdout
+	var tmp *os.File
 	if *out != "" {
-		file, err := os.Create(*out)
+		// Written to a temporary file beside the target and renamed at the end: a file named --out
+		// is always a whole export.
+		tmp, err = os.CreateTemp(filepath.Dir(*out), "."+filepath.Base(*out)+".*.partial")
 		if err != nil {
 			return err
 		}
-		defer file.Close()
-		w = file
+		defer os.Remove(tmp.Name()) // a no-op once renamed
+		defer tmp.Close()
+		w = tmp
 	}
 	var bar auditquery.Progress
 	if *progress == "on" || (*progress == "auto" && isTerminal(stderr)) {
@@ -193,31 +227,28 @@ func export(ctx context.Context, fs *flag.FlagSet, connect func() (*auditquery.C
 	if bar != nil {
 		fmt.Fprintln(stderr)
 	}
-	if err != nil {
-		return err
-	}
-	if f, ok := w.(*os.File); ok && w != stdout {
-		if err := f.Sync(); err != nil {
-			return err
+	if err == nil && tmp != nil {
+		if err = tmp.Sync(); err == nil {
+			if err = tmp.Close(); err == nil {
+				err = os.Rename(tmp.Name(), *out)
+			}
 		}
 	}
-	md := map[string]any{"kind": "auditctl", "format": *format, "events": n}
-	for k, v := range map[string]string{"since": *since, "until": *until, "actor": *actor, "reason": *reason, "actions": strings.Join(actions, ",")} {
-		if v != "" {
-			md[k] = v
-		}
-	}
-	id, err := c.Record(ctx, audit.Event{
-		Action:   audit.ActionDataExport,
-		TeamID:   *team,
-		Actor:    auditlog.User(*operator, "", ""),
-		Targets:  []audit.Target{{Type: "audit_log", ID: *team}},
-		Metadata: md,
-	})
+	end := map[string]any{"state": "completed", "events": n, "started_event_id": startID}
 	if err != nil {
-		return fmt.Errorf("exported %d events, but recording the export in the team's log failed: %w", n, err)
+		end["state"], end["error"] = "failed", err.Error()
 	}
-	fmt.Fprintf(stderr, "exported %d events of team %s; recorded as data_export event %s\n", n, *team, id)
+	// Recorded even when the export was interrupted: a fresh context, bounded.
+	rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	endID, recErr := exportEvent(rctx, end)
+	if err != nil {
+		return fmt.Errorf("export failed after %d events (recorded as data_export events %s and %s): %w", n, startID, endID, err)
+	}
+	if recErr != nil {
+		return fmt.Errorf("exported %d events, but recording the end of the export in the team's log failed (the start is recorded as %s): %w", n, startID, recErr)
+	}
+	fmt.Fprintf(stderr, "exported %d events of team %s; recorded as data_export events %s (started) and %s\n", n, *team, startID, endID)
 	return nil
 }
 

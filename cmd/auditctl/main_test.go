@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -68,27 +69,44 @@ func TestExportIsRecordedInTheTeamsLog(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "191796.csv")
 	_, stderr, err := auditctl(t, append([]string{"export", "--team", "191796", "--out", file, "--operator", "oncall@example.com", "--reason", "TICKET-42", "--until", "2026-01-01"}, conn...)...)
 	require.NoError(t, err, stderr)
-	assert.Contains(t, stderr, "exported 2 events of team 191796; recorded as data_export event ")
+	assert.Contains(t, stderr, "exported 2 events of team 191796; recorded as data_export events ")
 	b, err := os.ReadFile(file)
 	require.NoError(t, err)
 	rows, err := csv.NewReader(bytes.NewReader(b)).ReadAll()
 	require.NoError(t, err)
 	require.Len(t, rows, 3)
 	assert.Equal(t, []string{"user_login_complete", "job_created"}, []string{rows[1][1], rows[2][1]})
+	left, _ := filepath.Glob(filepath.Join(filepath.Dir(file), ".*partial"))
+	assert.Empty(t, left, "no temporary file left behind")
 
-	// The export itself is now in the team's log, newest, with who and why.
-	id := stderr[strings.LastIndex(stderr, " ")+1 : len(stderr)-1]
-	out, _, err := auditctl(t, append([]string{"show", "--team", "191796", "--id", id}, conn...)...)
-	require.NoError(t, err)
+	// The export is in the team's log twice: when it started, before any row, and how it ended.
+	var startID, endID string
+	_, err = fmt.Sscanf(stderr[strings.Index(stderr, "data_export events "):], "data_export events %s (started) and %s", &startID, &endID)
+	require.NoError(t, err, stderr)
 	var doc struct {
 		Action   string
 		Actor    struct{ Type, ID string }
 		Metadata map[string]any
 	}
+	out, _, err := auditctl(t, append([]string{"show", "--team", "191796", "--id", startID}, conn...)...)
+	require.NoError(t, err)
 	require.NoError(t, json.Unmarshal([]byte(out), &doc))
 	assert.Equal(t, "data_export", doc.Action)
 	assert.Equal(t, "oncall@example.com", doc.Actor.ID)
-	assert.Equal(t, map[string]any{"kind": "auditctl", "format": "csv", "events": float64(2), "until": "2026-01-01", "reason": "TICKET-42"}, doc.Metadata)
+	assert.Equal(t, map[string]any{"kind": "auditctl", "format": "csv", "until": "2026-01-01", "reason": "TICKET-42", "state": "started"}, doc.Metadata)
+	out, _, err = auditctl(t, append([]string{"show", "--team", "191796", "--id", endID}, conn...)...)
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal([]byte(out), &doc))
+	assert.Equal(t, map[string]any{"kind": "auditctl", "format": "csv", "until": "2026-01-01", "reason": "TICKET-42", "state": "completed",
+		"events": float64(2), "started_event_id": startID}, doc.Metadata)
+
+	// A failed export leaves no file at --out, and its failure is in the log too.
+	bad := filepath.Join(t.TempDir(), "bad.csv")
+	_, _, err = auditctl(t, append([]string{"export", "--team", "191796", "--out", bad, "--operator", "oncall@example.com", "--format", "xml"}, conn...)...)
+	require.ErrorContains(t, err, `format "xml"`)
+	assert.NoFileExists(t, bad)
+	left, _ = filepath.Glob(filepath.Join(filepath.Dir(bad), ".*partial"))
+	assert.Empty(t, left)
 
 	req, _ := http.NewRequest(http.MethodPost, conn[1]+"/"+conn[3]+"*/_refresh", nil)
 	res, err := http.DefaultClient.Do(req)
@@ -96,7 +114,7 @@ func TestExportIsRecordedInTheTeamsLog(t *testing.T) {
 	res.Body.Close()
 	out, _, err = auditctl(t, append([]string{"teams"}, conn...)...)
 	require.NoError(t, err)
-	assert.Regexp(t, `191796\s+3\s+2025-08-01T21:00:00.000Z`, out)
+	assert.Regexp(t, `191796\s+6\s+2025-08-01T21:00:00.000Z`, out, "2 events, 2 for the export, 2 for the failed one")
 }
 
 func TestErrors(t *testing.T) {
@@ -119,6 +137,20 @@ func TestErrors(t *testing.T) {
 	assert.ErrorContains(t, err, `--since: "yesterday" is not an RFC 3339 time`)
 	_, _, err = auditctl(t, "export", "--team", "7", "--operator", "x", "--es-url", "http://127.0.0.1:9")
 	assert.ErrorContains(t, err, "unreachable")
+	for _, prefix := range []string{"*", "audit-*,other-", "Audit-", "a b"} {
+		_, _, err = auditctl(t, "teams", "--index-prefix", prefix, "--es-url", "http://127.0.0.1:9")
+		assert.ErrorContains(t, err, "index prefix", prefix)
+	}
+}
+
+// TestShowEscapesTheID: an id with URL syntax is looked up as the id, not as a path.
+func TestShowEscapesTheID(t *testing.T) {
+	conn := setup(t, []audit.Event{{ID: "a/b?c=d#e", Time: time.Date(2025, 8, 1, 21, 0, 0, 0, time.UTC), Action: audit.ActionJobCreated, TeamID: "7", Actor: auditlog.System()}})
+	out, _, err := auditctl(t, append([]string{"show", "--team", "7", "--id", "a/b?c=d#e"}, conn...)...)
+	require.NoError(t, err)
+	assert.Contains(t, out, `"id":"a/b?c=d#e"`)
+	_, _, err = auditctl(t, append([]string{"show", "--team", "7", "--id", "a"}, conn...)...)
+	assert.ErrorContains(t, err, `has no event "a"`)
 }
 
 func flagErrHelp() error { return flag.ErrHelp }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"strings"
 	"time"
 
 	"go.opentelemetry.io/collector/config/confighttp"
@@ -12,6 +11,8 @@ import (
 	"go.opentelemetry.io/collector/config/configoptional"
 	"go.opentelemetry.io/collector/config/configretry"
 	"go.opentelemetry.io/collector/exporter/exporterhelper"
+
+	"github.com/auditpipe/auditpipe/audit"
 )
 
 // Config is the exporter's configuration.
@@ -131,10 +132,10 @@ func (c *Config) Validate() error {
 	if (c.User == "") != (c.Password == "") {
 		errs = append(errs, errors.New("user: user and password go together"))
 	}
-	if err := checkIndexName(c.IndexPrefix + "x"); err != nil || c.IndexPrefix == "" {
+	if err := audit.CheckIndexName(c.IndexPrefix + "x"); err != nil || c.IndexPrefix == "" {
 		errs = append(errs, fmt.Errorf("index_prefix: %q must be a non-empty lowercase index name prefix (%v)", c.IndexPrefix, err))
 	}
-	if err := checkIndexName(c.QuarantineIndex); err != nil {
+	if err := audit.CheckIndexName(c.QuarantineIndex); err != nil {
 		errs = append(errs, fmt.Errorf("quarantine_index: %w", err))
 	}
 	if c.Template.Shards < 1 {
@@ -161,21 +162,4 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("item_retry: initial_interval must be positive and max_interval at least initial_interval"))
 	}
 	return errors.Join(errs...)
-}
-
-// checkIndexName applies Elasticsearch's index name rules, the ones a configuration can break.
-func checkIndexName(name string) error {
-	switch {
-	case name == "", name == ".", name == "..":
-		return fmt.Errorf("%q is not a valid index name", name)
-	case len(name) > 255:
-		return fmt.Errorf("index name is longer than 255 bytes")
-	case strings.ContainsAny(name[:1], "-_+"):
-		return fmt.Errorf("%q must not start with -, _ or +", name)
-	case strings.ToLower(name) != name:
-		return fmt.Errorf("%q must be lowercase", name)
-	case strings.ContainsAny(name, `\/*?"<>| ,#:`):
-		return fmt.Errorf(`%q must not contain \ / * ? " < > | space , # :`, name)
-	}
-	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/elastic/go-elasticsearch/v8/esapi"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -136,7 +137,8 @@ func TestCSVParsesBackToTheSameValues(t *testing.T) {
 }
 
 func TestNeutralizeFormula(t *testing.T) {
-	for in, want := range map[string]string{"=1+1": "'=1+1", "+1": "'+1", "-1": "'-1", "@x": "'@x", "\tx": "'\tx", "\rx": "'\rx", "ok": "ok", "": "", "a=b": "a=b"} {
+	for in, want := range map[string]string{"=1+1": "'=1+1", "+1": "'+1", "-1": "'-1", "@x": "'@x", "\tx": "'\tx", "\rx": "'\rx", "ok": "ok", "": "", "a=b": "a=b",
+		"＝1+1": "'＝1+1", "＋1": "'＋1", "－1": "'－1", "＠x": "'＠x", "é": "é"} {
 		assert.Equal(t, want, NeutralizeFormula(in), in)
 	}
 }
@@ -175,29 +177,96 @@ func TestTeamsShowTail(t *testing.T) {
 	_, err = c.Show(context.Background(), "191796", "no-such-id")
 	assert.ErrorContains(t, err, `team 191796 has no event "no-such-id"`)
 
-	// tail prints what is there, then what arrives, once each.
+	// tail prints what was stored since its start, then what arrives, once each, in the order it was
+	// stored: an event that arrives late with an old timestamp is printed too.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	mark := time.Now()
+	load(t, c, []audit.Event{{Time: t0.Add(-time.Hour), Action: audit.ActionJobOpened, TeamID: "191796", Actor: auditlog.System()}})
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		done <- c.Tail(ctx, Filter{Team: "191796"}, t0.Add(3*time.Minute), 100*time.Millisecond, pw)
+		done <- c.Tail(ctx, Filter{Team: "191796"}, mark, 100*time.Millisecond, pw)
 		pw.Close()
 	}()
-	lines := bufio.NewScanner(pr)
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
 	next := func() string {
-		require.True(t, lines.Scan())
-		var d struct{ Action string }
-		require.NoError(t, json.Unmarshal(lines.Bytes(), &d))
-		return d.Action
+		t.Helper()
+		select {
+		case line, ok := <-lines:
+			require.True(t, ok, "tail ended")
+			var d struct{ Action string }
+			require.NoError(t, json.Unmarshal([]byte(line), &d))
+			return d.Action
+		case <-time.After(15 * time.Second):
+			t.Fatal("tail printed nothing for 15 s")
+			return ""
+		}
 	}
-	assert.Equal(t, "job_closed", next())
-	assert.Equal(t, "user_login_complete", next())
-	load(t, c, []audit.Event{{Time: t0.Add(10 * time.Minute), Action: audit.ActionSessionDeleted, TeamID: "191796", Actor: auditlog.System()}})
-	assert.Equal(t, "session_deleted", next())
+	assert.Equal(t, "job_opened", next(), "stored after since, though its timestamp is an hour older than the rest")
+	load(t, c, []audit.Event{{Time: t0.Add(-24 * time.Hour), Action: audit.ActionSessionDeleted, TeamID: "191796", Actor: auditlog.System()}})
+	assert.Equal(t, "session_deleted", next(), "a late event with an old timestamp")
+	load(t, c, []audit.Event{{Time: t0.Add(10 * time.Minute), Action: audit.ActionSessionCreated, TeamID: "191796", Actor: auditlog.System()}})
+	assert.Equal(t, "session_created", next())
+	select {
+	case line := <-lines:
+		t.Fatalf("printed twice or unexpected: %s", line)
+	case <-time.After(500 * time.Millisecond):
+	}
 	cancel()
-	go io.Copy(io.Discard, pr)
 	require.NoError(t, <-done)
+}
+
+// TestExportOutlivesItsPointInTime: a reader slower than the point in time's keep-alive gets the
+// whole log anyway, in order, each event once: the export reopens the point in time and goes on from
+// the last sort values.
+func TestExportOutlivesItsPointInTime(t *testing.T) {
+	c := testClient(t)
+	var events []audit.Event
+	for i := 0; i < 2*PageSize+500; i++ {
+		events = append(events, audit.Event{Time: t0.Add(time.Duration(i/3) * time.Second), Action: audit.ActionJobUpdated, TeamID: "191796",
+			Actor: auditlog.System(), Metadata: map[string]any{"seq": i}})
+	}
+	load(t, c, events)
+	reopened := 0
+	// The node reaps expired contexts only once a minute; closing the point in time after each page
+	// is what a slow reader meets, sooner.
+	testHooks.page = func(pit string) {
+		require.NoError(t, c.do(context.Background(), esapi.ClosePointInTimeRequest{Body: strings.NewReader(`{"id":"` + pit + `"}`)}, nil))
+	}
+	testHooks.reopened = func() { reopened++ }
+	t.Cleanup(func() { testHooks.page, testHooks.reopened = nil, nil })
+	var out bytes.Buffer
+	n, err := c.Export(context.Background(), Filter{Team: "191796"}, NDJSON, &out, nil)
+	require.NoError(t, err)
+	assert.Equal(t, int64(len(events)), n)
+	assert.Equal(t, 2, reopened, "the point in time was reopened after each full page")
+	seen := map[float64]bool{}
+	prev := ""
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var d struct {
+			Timestamp string `json:"@timestamp"`
+			Metadata  struct{ Seq float64 }
+		}
+		require.NoError(t, json.Unmarshal([]byte(line), &d))
+		assert.False(t, seen[d.Metadata.Seq], "event %v written twice", d.Metadata.Seq)
+		seen[d.Metadata.Seq] = true
+		assert.GreaterOrEqual(t, d.Timestamp, prev)
+		prev = d.Timestamp
+	}
+	assert.Len(t, seen, len(events))
+}
+
+// TestCSVKeepsCarriageReturns: a lone CR inside a cell survives (encoding/csv drops it).
+func TestCSVKeepsCarriageReturns(t *testing.T) {
+	assert.Equal(t, "\"a\rb\",x,\"q\"\"\",\" lead\"\r\n", string(appendCSVRow(nil, []string{"a\rb", "x", `q"`, " lead"})))
 }
 
 // TestExportOf100kEvents: complete, in order, constant in memory, byte-for-byte stable.

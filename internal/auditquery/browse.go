@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/url"
 	"sort"
 	"strings"
 	"time"
@@ -77,6 +78,16 @@ func (c *Client) Teams(ctx context.Context) ([]Team, error) {
 	return teams, nil
 }
 
+// CheckTeam makes sure the cluster answers and the team has an audit log, before anything is
+// written about it.
+func (c *Client) CheckTeam(ctx context.Context, team string) error {
+	index, err := c.TeamIndex(team)
+	if err != nil {
+		return err
+	}
+	return c.teamErr(team, c.do(ctx, esapi.CountRequest{Index: []string{index}}, nil))
+}
+
 // Show returns one stored event of a team by its id, as stored.
 func (c *Client) Show(ctx context.Context, team, id string) (json.RawMessage, error) {
 	index, err := c.TeamIndex(team)
@@ -87,7 +98,7 @@ func (c *Client) Show(ctx context.Context, team, id string) (json.RawMessage, er
 		Found  bool            `json:"found"`
 		Source json.RawMessage `json:"_source"`
 	}
-	res, err := esapi.GetRequest{Index: index, DocumentID: id}.Do(ctx, c.es)
+	res, err := esapi.GetRequest{Index: index, DocumentID: url.PathEscape(id)}.Do(ctx, c.es)
 	if err != nil {
 		return nil, fmt.Errorf("Elasticsearch at %s is unreachable: %w", strings.Join(c.conn.URLs, ", "), err)
 	}
@@ -108,25 +119,43 @@ func (c *Client) Show(ctx context.Context, team, id string) (json.RawMessage, er
 	return doc.Source, nil
 }
 
-// Tail writes, as NDJSON, the team's events at or after since that match the filter, then polls
-// every interval for newer ones until ctx ends. Events are taken in (@timestamp, event id) order and
-// each is written once.
+// tailOverlap is how far back before the newest ingest time seen each poll of Tail looks again:
+// documents become searchable slightly out of ingest order (parallel exporters, refreshes).
+const tailOverlap = 30 * time.Second
+
+// Tail writes, as NDJSON, the team's events stored at or after since that match the filter, then polls
+// every interval for newer ones until ctx ends. It follows event.ingested, when the pipeline stored
+// an event, not @timestamp: an event that arrives late with an older timestamp is printed too. Each
+// poll looks tailOverlap back and prints every event once.
 func (c *Client) Tail(ctx context.Context, f Filter, since time.Time, interval time.Duration, w io.Writer) error {
 	index, err := c.TeamIndex(f.Team)
 	if err != nil {
 		return err
 	}
-	f.Since, f.Until = since, time.Time{}
-	q, err := f.query()
+	f.Since, f.Until = time.Time{}, time.Time{}
+	base, err := f.query()
 	if err != nil {
 		return err
 	}
-	var after []json.RawMessage
+	order := []any{
+		map[string]any{"event.ingested": map[string]any{"order": "asc", "format": "strict_date_optional_time_nanos"}},
+		map[string]any{"event.id": "asc"},
+	}
+	seen := map[string]time.Time{} // printed events of the overlap window, by id
+	high := since
 	for {
 		// Make what was indexed since the last poll searchable; a tail wants to see it now.
 		_ = c.do(ctx, esapi.IndicesRefreshRequest{Index: []string{index}}, nil)
+		from := high.Add(-tailOverlap)
+		if from.Before(since) {
+			from = since
+		}
+		q := map[string]any{"bool": map[string]any{"filter": []any{base, map[string]any{"range": map[string]any{
+			"event.ingested": map[string]any{"gte": from.UTC().Format(time.RFC3339Nano), "format": "strict_date_optional_time_nanos"},
+		}}}}}
+		var after []json.RawMessage
 		for {
-			req := map[string]any{"size": PageSize, "query": q, "sort": timeOrder}
+			req := map[string]any{"size": PageSize, "query": q, "sort": order, "_source": true}
 			if after != nil {
 				req["search_after"] = after
 			}
@@ -138,13 +167,34 @@ func (c *Client) Tail(ctx context.Context, f Filter, since time.Time, interval t
 				return c.teamErr(f.Team, err)
 			}
 			for _, h := range page.Hits.Hits {
+				after = h.Sort
+				var d struct {
+					Event struct {
+						ID       string    `json:"id"`
+						Ingested time.Time `json:"ingested"`
+					} `json:"event"`
+				}
+				if err := json.Unmarshal(h.Source, &d); err != nil {
+					return fmt.Errorf("stored document: %w", err)
+				}
+				if _, ok := seen[d.Event.ID]; ok {
+					continue
+				}
 				if _, err := w.Write(append(h.Source, '\n')); err != nil {
 					return err
 				}
-				after = h.Sort
+				seen[d.Event.ID] = d.Event.Ingested
+				if d.Event.Ingested.After(high) {
+					high = d.Event.Ingested
+				}
 			}
 			if len(page.Hits.Hits) < PageSize {
 				break
+			}
+		}
+		for id, at := range seen {
+			if at.Before(high.Add(-tailOverlap)) {
+				delete(seen, id)
 			}
 		}
 		select {

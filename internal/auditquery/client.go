@@ -53,6 +53,13 @@ func New(c Conn) (*Client, error) {
 	if c.QuarantineIndex == "" {
 		c.QuarantineIndex = "audit-quarantine"
 	}
+	// Both names reach index patterns and request paths: the same rules as the exporter's config.
+	if err := audit.CheckIndexName(c.IndexPrefix + "x"); err != nil {
+		return nil, fmt.Errorf("index prefix %q: %w", c.IndexPrefix, err)
+	}
+	if err := audit.CheckIndexName(c.QuarantineIndex); err != nil {
+		return nil, fmt.Errorf("quarantine index: %w", err)
+	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if c.CAFile != "" || c.InsecureSkipVerify {
 		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: c.InsecureSkipVerify} //nolint:gosec // an explicit operator choice

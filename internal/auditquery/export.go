@@ -4,13 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/elastic/go-elasticsearch/v8/esapi"
 
@@ -112,23 +114,17 @@ func (c *Client) Export(ctx context.Context, f Filter, format Format, w io.Write
 		}
 		progress.Total(cnt.Count)
 	}
-	var pit struct {
-		ID string `json:"id"`
-	}
-	if err := c.do(ctx, esapi.OpenPointInTimeRequest{Index: []string{index}, KeepAlive: "2m"}, &pit); err != nil {
+	pit, err := c.openPIT(ctx, index)
+	if err != nil {
 		return 0, c.teamErr(f.Team, err)
 	}
-	defer func() {
-		body, _ := json.Marshal(map[string]string{"id": pit.ID})
-		_ = c.do(context.Background(), esapi.ClosePointInTimeRequest{Body: bytes.NewReader(body)}, nil)
-	}()
+	defer func() { c.closePIT(pit) }()
 
 	bw := bufio.NewWriterSize(w, 64<<10)
-	var cw *csv.Writer
+	var row []byte
 	if format == CSV {
-		cw = csv.NewWriter(bw)
-		cw.UseCRLF = true // RFC 4180
-		if err := cw.Write(CSVHeader); err != nil {
+		row = appendCSVRow(row[:0], CSVHeader)
+		if _, err := bw.Write(row); err != nil {
 			return 0, err
 		}
 	}
@@ -139,7 +135,7 @@ func (c *Client) Export(ctx context.Context, f Filter, format Format, w io.Write
 		req := map[string]any{
 			"size":             PageSize,
 			"query":            q,
-			"pit":              map[string]any{"id": pit.ID, "keep_alive": "2m"},
+			"pit":              map[string]any{"id": pit, "keep_alive": pitKeepAlive},
 			"sort":             timeOrder,
 			"track_total_hits": false,
 		}
@@ -147,22 +143,35 @@ func (c *Client) Export(ctx context.Context, f Filter, format Format, w io.Write
 			req["search_after"] = after
 		}
 		page, err := c.search(ctx, nil, req)
+		if isExpiredPIT(err) {
+			// A slow reader let the point in time expire: open a new one and go on from the last
+			// sort values. The order is total, so no event is skipped or repeated; events indexed
+			// meanwhile that sort after the last one written are included.
+			if pit, err = c.openPIT(ctx, index); err != nil {
+				return written, c.teamErr(f.Team, err)
+			}
+			if testHooks.reopened != nil {
+				testHooks.reopened()
+			}
+			continue
+		}
 		if err != nil {
 			return written, err
 		}
 		if page.PitID != "" {
-			pit.ID = page.PitID
+			pit = page.PitID
 		}
 		for _, h := range page.Hits.Hits {
 			if format == NDJSON {
 				bw.Write(h.Source)
 				bw.WriteByte('\n')
 			} else {
-				row, err := csvRow(h.Source, catalog)
+				cells, err := csvRow(h.Source, catalog)
 				if err != nil {
 					return written, err
 				}
-				if err := cw.Write(row); err != nil {
+				row = appendCSVRow(row[:0], cells)
+				if _, err := bw.Write(row); err != nil {
 					return written, err
 				}
 			}
@@ -172,17 +181,61 @@ func (c *Client) Export(ctx context.Context, f Filter, format Format, w io.Write
 		if progress != nil {
 			progress.Done(written)
 		}
+		if testHooks.page != nil {
+			testHooks.page(pit)
+		}
 		if len(page.Hits.Hits) < PageSize {
 			break
 		}
 	}
-	if cw != nil {
-		cw.Flush()
-		if err := cw.Error(); err != nil {
-			return written, err
-		}
-	}
 	return written, bw.Flush()
+}
+
+// pitKeepAlive is how long a point in time lives between two pages of an export.
+const pitKeepAlive = "2m"
+
+// testHooks let a test end an export's point in time after a page, and learn that it was reopened.
+var testHooks struct {
+	page     func(pit string)
+	reopened func()
+}
+
+func (c *Client) openPIT(ctx context.Context, index string) (string, error) {
+	var pit struct {
+		ID string `json:"id"`
+	}
+	err := c.do(ctx, esapi.OpenPointInTimeRequest{Index: []string{index}, KeepAlive: pitKeepAlive}, &pit)
+	return pit.ID, err
+}
+
+// isExpiredPIT tells the answer to a search on a point in time that is gone.
+func isExpiredPIT(err error) bool {
+	var he *httpError
+	return errors.As(err, &he) && he.status == http.StatusNotFound && strings.Contains(he.msg, "search_context_missing_exception")
+}
+
+// appendCSVRow appends one RFC 4180 record ending in CRLF. A cell is quoted when it holds a quote, a
+// comma, CR or LF, or starts with a space; quotes are doubled; every other byte is kept as it is (a
+// lone CR too, which encoding/csv drops when it writes CRLF lines).
+func appendCSVRow(b []byte, cells []string) []byte {
+	for i, c := range cells {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if c == "" || (!strings.ContainsAny(c, "\",\r\n") && c[0] != ' ') {
+			b = append(b, c...)
+			continue
+		}
+		b = append(b, '"')
+		for j := 0; j < len(c); j++ {
+			if c[j] == '"' {
+				b = append(b, '"')
+			}
+			b = append(b, c[j])
+		}
+		b = append(b, '"')
+	}
+	return append(b, '\r', '\n')
 }
 
 func (c *Client) teamErr(team string, err error) error {
@@ -287,10 +340,14 @@ func canonicalJSON(raw json.RawMessage) string {
 }
 
 // NeutralizeFormula defuses a cell that a spreadsheet would run as a formula: one that starts with
-// =, +, -, @, a tab or a carriage return gets a leading apostrophe (OWASP's CSV injection advice).
+// =, +, -, @, a tab or a carriage return, or their full-width forms ＝ ＋ － ＠ (which spreadsheets
+// read as the ASCII ones), gets a leading apostrophe (OWASP's CSV injection advice).
 func NeutralizeFormula(s string) string {
-	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+	r, _ := utf8.DecodeRuneInString(s)
+	if s != "" && strings.ContainsRune(formulaStarts, r) {
 		return "'" + s
 	}
 	return s
 }
+
+const formulaStarts = "=+-@\t\r＝＋－＠"
