@@ -1,10 +1,13 @@
 // Command auditproof proves the pipeline's promises with the real collector binary and a real
 // Elasticsearch node of its own (started on -es-port through scripts/elasticsearch.sh):
 //
-//	auditproof reliability [-short]   fault scenarios; prints sent, stored, duplicates, quarantined, lost
-//	auditproof load [-short]          sustained throughput, collector CPU per event and peak memory
+//	auditproof reliability [-short] [-only a,b]   fault scenarios, verified id by id
+//	auditproof load [-short]                      sustained throughput, collector CPU per event, peak memory
 //
-// It exits non-zero when an event is lost or duplicated. `make reliability` and `make load` run it.
+// Every acknowledged record is checked by id: stored exactly once in its own team's index, or
+// quarantined with a reason. Every fault is shown to have happened (measured, counted, the pid
+// named). It exits non-zero on any loss, duplicate, misrouted or unexpected document, or a fault
+// that did not happen. `make reliability` and `make load` run it.
 package main
 
 import (
@@ -13,18 +16,15 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/auditpipe/auditpipe/internal/collectorproc"
 	"github.com/auditpipe/auditpipe/internal/esinspect"
-	"github.com/auditpipe/auditpipe/internal/faultproxy"
 	"github.com/auditpipe/auditpipe/internal/loadgen"
 )
 
@@ -37,6 +37,7 @@ type env struct {
 	work   string
 	// load shape override
 	teams, metadata int
+	only            string
 	out             io.Writer
 }
 
@@ -53,6 +54,7 @@ func main() {
 	fs.StringVar(&e.esPort, "es-port", "9250", "port of the Elasticsearch node auditproof starts and stops")
 	fs.IntVar(&e.teams, "teams", 0, "load: only this team count (with -metadata)")
 	fs.IntVar(&e.metadata, "metadata", 200, "load: metadata bytes per event, with -teams")
+	fs.StringVar(&e.only, "only", "", "reliability: only these scenarios, comma-separated")
 	fs.Parse(os.Args[2:])
 	e.esURL = "http://127.0.0.1:" + e.esPort
 	var err error
@@ -82,24 +84,36 @@ func fail(err error) {
 }
 
 // es runs scripts/elasticsearch.sh on auditproof's own port.
-func (e env) es(verb string) error {
-	cmd := exec.Command("scripts/elasticsearch.sh", verb)
+func (e env) es(verb string, args ...string) error {
+	_, err := e.script(nil, verb, args...)
+	return err
+}
+
+// script runs scripts/elasticsearch.sh with extra environment and returns its standard output.
+func (e env) script(extra []string, verb string, args ...string) (string, error) {
+	cmd := exec.Command("scripts/elasticsearch.sh", append([]string{verb}, args...)...)
 	// A 2 GiB heap: the load shapes open up to 10,000 team indices on this one node.
-	cmd.Env = append(os.Environ(), "ES_PORT="+e.esPort, "ES_HEAP=2g")
-	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
-	return cmd.Run()
+	cmd.Env = append(append(os.Environ(), "ES_PORT="+e.esPort, "ES_HEAP=2g"), extra...)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, os.Stderr
+	err := cmd.Run()
+	if err != nil {
+		err = fmt.Errorf("scripts/elasticsearch.sh %s %s: %w", verb, strings.Join(args, " "), err)
+	}
+	return strings.TrimSpace(out.String()), err
 }
 
 // run is one scenario's setting: a collector writing under its own prefix.
 type run struct {
-	name string
-	env  collectorproc.Env
-	proc *collectorproc.Proc
-	logs int
-	e    env
+	name  string
+	env   collectorproc.Env
+	proc  *collectorproc.Proc
+	logs  int
+	e     env
+	esURL string // where the run's documents are read back (the node, not a proxy)
 }
 
-func (e env) newRun(name, esURL string) (*run, error) {
+func (e env) newRun(name, esURL string, extraEnv ...string) (*run, error) {
 	dir := filepath.Join(e.work, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -108,8 +122,24 @@ func (e env) newRun(name, esURL string) (*run, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &run{name: name, env: ce, e: e}
+	ce.Extra = extraEnv
+	r := &run{name: name, env: ce, e: e, esURL: esURL}
 	return r, r.start()
+}
+
+// newRunSharing starts a second collector writing the same indices as r, with its own queue and ports.
+func (e env) newRunSharing(name string, r *run) (*run, error) {
+	dir := filepath.Join(e.work, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	ce, err := collectorproc.NewEnv(r.env.ESURL, r.env.Prefix, dir)
+	if err != nil {
+		return nil, err
+	}
+	ce.Extra = r.env.Extra
+	other := &run{name: name, env: ce, e: e, esURL: r.esURL}
+	return other, other.start()
 }
 
 func (r *run) start() error {
@@ -117,235 +147,6 @@ func (r *run) start() error {
 	p, err := collectorproc.Start(r.e.bin, r.e.config, r.env, filepath.Join(r.env.StorageDir, fmt.Sprintf("collector-%d.log", r.logs)))
 	r.proc = p
 	return err
-}
-
-// row is one line of the reliability table.
-type row struct {
-	scenario                                    string
-	sent, stored, duplicates, quarantined, lost int64
-	expectedQuarantine                          int64
-	note                                        string
-	err                                         error
-}
-
-// settle waits until the stored documents account for everything acknowledged, then stops the
-// collector and fills in the counts.
-func (r *run) settle(res loadgen.Result, extraQuarantine int64) row {
-	out := row{scenario: r.name, sent: res.Sent + res.Malformed, expectedQuarantine: res.Malformed + extraQuarantine}
-	deadline := time.Now().Add(3 * time.Minute)
-	for {
-		// Only the last look counts: the node may be coming back from an outage.
-		counts, err := esinspect.Counts(r.e.esURL, r.env.Prefix)
-		out.err = err
-		out.stored, out.quarantined = 0, 0
-		for idx, n := range counts {
-			if idx == "audit-quarantine" {
-				out.quarantined = int64(n)
-			} else {
-				out.stored += int64(n)
-			}
-		}
-		if err == nil && out.stored+out.quarantined >= out.sent || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(time.Second)
-	}
-	if r.proc != nil && !r.proc.Exited() {
-		if err := r.proc.Stop(); err != nil && out.err == nil {
-			out.err = err
-		}
-	}
-	dups, err := esinspect.DuplicateIDs(r.e.esURL, r.env.Prefix)
-	if err != nil && out.err == nil {
-		out.err = err
-	}
-	out.duplicates = int64(dups)
-	out.lost = out.sent - out.stored - out.quarantined
-	esinspect.DeleteAll(r.e.esURL, r.env.Prefix)
-	return out
-}
-
-func (e env) loadConfig(endpoint string) loadgen.Config {
-	c := loadgen.Config{Endpoint: endpoint, Rate: 500, Duration: 90 * time.Second, Teams: 20, Batch: 200}
-	if e.short {
-		c.Rate, c.Duration = 200, 20*time.Second
-	}
-	return c
-}
-
-// during runs fault at the given fraction of the load's duration; the channel closes when it is over.
-func during(d time.Duration, frac float64, fault func()) <-chan struct{} {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		time.Sleep(time.Duration(float64(d) * frac))
-		fault()
-	}()
-	return done
-}
-
-func reliability(e env) bool {
-	outage := 60 * time.Second
-	if e.short {
-		outage = 10 * time.Second
-	}
-	scenarios := []func() row{
-		func() row { // 1. Elasticsearch stopped in the middle of a steady stream
-			r, err := e.newRun("es-outage", e.esURL)
-			if err != nil {
-				return row{scenario: "es-outage", err: err}
-			}
-			cfg := e.loadConfig(r.env.GRPC)
-			fault := during(cfg.Duration, 0.3, func() {
-				_ = e.es("stop")
-				time.Sleep(outage)
-				_ = e.es("start")
-			})
-			res, err := loadgen.Run(context.Background(), cfg)
-			<-fault
-			out := r.settle(res, 0)
-			out.note = fmt.Sprintf("Elasticsearch down %s; %d OTLP retries", outage, res.Retries)
-			if err != nil {
-				out.err = err
-			}
-			return out
-		},
-		func() row { // 2. The collector killed with SIGKILL mid-stream and restarted
-			r, err := e.newRun("collector-kill", e.esURL)
-			if err != nil {
-				return row{scenario: "collector-kill", err: err}
-			}
-			cfg := e.loadConfig(r.env.GRPC)
-			fault := during(cfg.Duration, 0.4, func() {
-				r.proc.Kill()
-				time.Sleep(2 * time.Second)
-				if err := r.start(); err != nil {
-					fmt.Fprintln(os.Stderr, "restart:", err)
-				}
-			})
-			res, err := loadgen.Run(context.Background(), cfg)
-			<-fault
-			out := r.settle(res, 0)
-			out.note = fmt.Sprintf("SIGKILL at 40%%, restarted with the persistent queue; %d OTLP retries", res.Retries)
-			if err != nil {
-				out.err = err
-			}
-			return out
-		},
-		func() row { // 3. A proxy answering 429 items, 503s and dropped connections for a while
-			proxy, err := faultproxy.New(e.esURL)
-			if err != nil {
-				return row{scenario: "faulty-proxy", err: err}
-			}
-			srv := httptest.NewServer(proxy)
-			defer srv.Close()
-			r, err := e.newRun("faulty-proxy", srv.URL)
-			if err != nil {
-				return row{scenario: "faulty-proxy", err: err}
-			}
-			cfg := e.loadConfig(r.env.GRPC)
-			begin := time.Now()
-			active := func() bool { el := time.Since(begin); return el > cfg.Duration/4 && el < cfg.Duration*3/4 }
-			proxy.RequestFault = func(n int) string {
-				switch {
-				case !active():
-				case n%5 == 0:
-					return "503"
-				case n%11 == 0:
-					return "drop"
-				}
-				return ""
-			}
-			proxy.ItemFault = func(_, i int, _ []byte) int {
-				if active() && i%4 == 0 {
-					return http.StatusTooManyRequests
-				}
-				return 0
-			}
-			res, err := loadgen.Run(context.Background(), cfg)
-			out := r.settle(res, 0)
-			out.note = fmt.Sprintf("faults injected: %v", proxy.Stats())
-			if err != nil {
-				out.err = err
-			}
-			return out
-		},
-		func() row { // 4. Malformed and hostile input mixed into the stream
-			r, err := e.newRun("malformed-input", e.esURL)
-			if err != nil {
-				return row{scenario: "malformed-input", err: err}
-			}
-			cfg := e.loadConfig(r.env.GRPC)
-			cfg.Bad = 25
-			res, err := loadgen.Run(context.Background(), cfg)
-			out := r.settle(res, 0)
-			out.note = "1 in 25: bad JSON, missing team, hostile team ids, bad actor, 1.5 MB metadata; invalid IPs indexed"
-			if err != nil {
-				out.err = err
-			}
-			return out
-		},
-		func() row { // 5. Backpressure: Elasticsearch slower than the input
-			proxy, err := faultproxy.New(e.esURL)
-			if err != nil {
-				return row{scenario: "backpressure", err: err}
-			}
-			proxy.Delay = 2 * time.Second
-			srv := httptest.NewServer(proxy)
-			defer srv.Close()
-			r, err := e.newRun("backpressure", srv.URL)
-			if err != nil {
-				return row{scenario: "backpressure", err: err}
-			}
-			cfg := e.loadConfig(r.env.GRPC)
-			cfg.Rate = 0 // as fast as the collector accepts
-			cfg.Duration /= 2
-			res, err := loadgen.Run(context.Background(), cfg)
-			usage, _ := r.proc.ReadUsage()
-			proxy.Delay = 0
-			out := r.settle(res, 0)
-			out.note = fmt.Sprintf("bulk answers delayed 2s; %.0f events/s accepted; %d OTLP pushbacks; collector peak RSS %d MiB",
-				float64(res.Sent)/res.Elapsed.Seconds(), res.Retries, usage.PeakRSS>>20)
-			if err != nil {
-				out.err = err
-			}
-			return out
-		},
-	}
-	var rows []row
-	for _, s := range scenarios {
-		rw := s()
-		fmt.Fprintf(os.Stderr, "auditproof: %s done: %+v\n", rw.scenario, rw)
-		rows = append(rows, rw)
-	}
-	tw := tabwriter.NewWriter(e.out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tsent\tstored\tduplicates\tquarantined\tlost\tresult\t")
-	ok := true
-	for _, rw := range rows {
-		result := "ok"
-		switch {
-		case rw.err != nil:
-			result = "ERROR: " + rw.err.Error()
-		case rw.lost != 0 || rw.duplicates != 0 || rw.quarantined != rw.expectedQuarantine:
-			result = "FAILED"
-		}
-		if result != "ok" {
-			ok = false
-		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%s\t\n", rw.scenario, rw.sent, rw.stored, rw.duplicates, rw.quarantined, rw.lost, result)
-	}
-	tw.Flush()
-	passed := 0
-	for _, rw := range rows {
-		fmt.Fprintf(e.out, "  %s: %s\n", rw.scenario, rw.note)
-	}
-	for _, rw := range rows {
-		if rw.err == nil && rw.lost == 0 && rw.duplicates == 0 && rw.quarantined == rw.expectedQuarantine {
-			passed++
-		}
-	}
-	fmt.Fprintf(e.out, "reliability: %d passed, %d failed\n", passed, len(rows)-passed)
-	return ok
 }
 
 // load measures sustained throughput end to end for several team counts and metadata sizes.
@@ -386,12 +187,13 @@ func load(e env) bool {
 		out := r.waitStored(res.Sent)
 		elapsed := time.Since(begin)
 		after, _ := r.proc.ReadUsage()
-		row := r.settle(res, 0)
-		if row.lost != 0 || row.duplicates != 0 {
+		v, verr := r.settle(res)
+		if verr != nil || !v.ok() {
+			fmt.Fprintf(os.Stderr, "load %d teams: %v %s\n", s.teams, verr, v.describe())
 			ok = false
 		}
 		fmt.Fprintf(e.out, rowFormat, s.teams, s.metadata, out, fmt.Sprintf("%.0f", float64(out)/elapsed.Seconds()),
-			fmt.Sprintf("%.1f", float64((after.CPU-before.CPU).Microseconds())/float64(max(out, 1))), after.PeakRSS>>20, row.lost)
+			fmt.Sprintf("%.1f", float64((after.CPU-before.CPU).Microseconds())/float64(max(out, 1))), after.PeakRSS>>20, v.lost)
 	}
 	return ok
 }

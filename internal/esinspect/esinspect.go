@@ -1,5 +1,6 @@
 // Package esinspect answers what the tests and the reliability scenarios ask Elasticsearch: how many
-// documents each index under a prefix holds, and whether any event id is stored twice.
+// documents each index under a prefix holds, and which event ids are stored where. Every error of a
+// query the verdict depends on is returned: an unanswered question never reads as "nothing there".
 package esinspect
 
 import (
@@ -45,6 +46,99 @@ func Counts(base, prefix string) (map[string]int, error) {
 	return out, nil
 }
 
+// Doc is one stored document, as the proofs see it.
+type Doc struct {
+	Index    string   // the index name without the prefix
+	EventID  string   // event.id
+	TeamID   string   // team_id of an event document
+	QTeamID  string   // quarantine.team_id of a quarantine document
+	Reasons  []string // quarantine.reasons
+	Ingested string   // event.ingested
+}
+
+// Inventory refreshes and returns every document under prefix, read through one point in time.
+func Inventory(base, prefix string) ([]Doc, error) {
+	if err := Refresh(base, prefix); err != nil {
+		return nil, err
+	}
+	base = strings.TrimRight(base, "/")
+	var pit struct {
+		ID string `json:"id"`
+	}
+	if err := do(http.MethodPost, base+"/"+prefix+"*/_pit?keep_alive=2m&expand_wildcards=all&allow_no_indices=true", "", &pit); err != nil {
+		return nil, err
+	}
+	defer do(http.MethodDelete, base+"/_pit", fmt.Sprintf(`{"id":%q}`, pit.ID), nil)
+	var docs []Doc
+	var after json.RawMessage
+	for {
+		req := map[string]any{
+			"size": 10000, "pit": map[string]any{"id": pit.ID, "keep_alive": "2m"}, "sort": []any{"_shard_doc"},
+			"_source": []string{"event.id", "event.ingested", "team_id", "quarantine.team_id", "quarantine.reasons"},
+			"track_total_hits": false,
+		}
+		if after != nil {
+			req["search_after"] = after
+		}
+		body, _ := json.Marshal(req)
+		var res struct {
+			PitID string `json:"pit_id"`
+			Hits  struct {
+				Hits []struct {
+					Index  string          `json:"_index"`
+					Sort   json.RawMessage `json:"sort"`
+					Source struct {
+						Event struct {
+							ID       string `json:"id"`
+							Ingested string `json:"ingested"`
+						} `json:"event"`
+						TeamID     string `json:"team_id"`
+						Quarantine struct {
+							TeamID  string   `json:"team_id"`
+							Reasons []string `json:"reasons"`
+						} `json:"quarantine"`
+					} `json:"_source"`
+				} `json:"hits"`
+			} `json:"hits"`
+		}
+		if err := do(http.MethodPost, base+"/_search", string(body), &res); err != nil {
+			return nil, err
+		}
+		pit.ID = res.PitID
+		for _, h := range res.Hits.Hits {
+			s := h.Source
+			docs = append(docs, Doc{Index: strings.TrimPrefix(h.Index, prefix), EventID: s.Event.ID, TeamID: s.TeamID,
+				QTeamID: s.Quarantine.TeamID, Reasons: s.Quarantine.Reasons, Ingested: s.Event.Ingested})
+			after = h.Sort
+		}
+		if len(res.Hits.Hits) < 10000 {
+			return docs, nil
+		}
+	}
+}
+
+// do sends a request with a JSON body and decodes a 200 answer into out; anything else is an error.
+func do(method, url, body string, out any) error {
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s %s: %s: %s", method, url, res.Status, b)
+	}
+	if out == nil {
+		return nil
+	}
+	return json.Unmarshal(b, out)
+}
+
 // DuplicateIDs returns how many event ids are stored more than once across the indices under prefix
 // (the exporter's _id makes this impossible within one index; this also checks across indices).
 func DuplicateIDs(base, prefix string) (int, error) {
@@ -57,6 +151,9 @@ func DuplicateIDs(base, prefix string) (int, error) {
 	}
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("duplicate check: %s: %s", res.Status, b)
+	}
 	var out struct {
 		Aggregations struct {
 			IDs struct {

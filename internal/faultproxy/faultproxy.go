@@ -19,7 +19,9 @@ import (
 )
 
 // Proxy forwards to Target. For the n-th bulk request (from 1), RequestFault may answer "503" without
-// forwarding or "drop" the connection; otherwise ItemFault may withhold the i-th item from
+// forwarding, "drop" the connection without forwarding, or "drop-answer": forward the request, let
+// Elasticsearch store it, and drop the connection instead of answering (the client must redeliver,
+// and the redelivery must be recognised); otherwise ItemFault may withhold the i-th item from
 // Elasticsearch and answer it with a status of its own (0 forwards it). Delay holds every bulk answer
 // back, as a slow node does. The fault functions may be changed while no request is in flight.
 type Proxy struct {
@@ -67,6 +69,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.mu.Unlock()
 	body, _ := io.ReadAll(r.Body)
 	if p.Delay > 0 {
+		p.count("delayed")
 		time.Sleep(p.Delay)
 	}
 	switch p.RequestFault(n) {
@@ -76,6 +79,24 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case "drop":
 		p.count("dropped connection")
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+		return
+	case "drop-answer":
+		req, _ := http.NewRequestWithContext(r.Context(), http.MethodPost, p.target.String()+r.URL.RequestURI(), bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/x-ndjson")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode == http.StatusOK {
+			p.count("answer dropped after store")
+		}
 		conn, _, err := w.(http.Hijacker).Hijack()
 		if err == nil {
 			conn.Close()

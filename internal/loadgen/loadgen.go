@@ -1,6 +1,6 @@
 // Package loadgen sends realistic audit events to a collector over OTLP/gRPC with the auditlog
-// package, and counts exactly which events the collector acknowledged: every batch is retried until
-// accepted, so "sent" means "the collector has it".
+// package, and records exactly which events the collector acknowledged, by id and team: every batch
+// is retried until accepted or the run's deadline, so "acknowledged" means "the collector has it".
 package loadgen
 
 import (
@@ -12,7 +12,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploggrpc"
+	"go.opentelemetry.io/otel/log"
 	sdklog "go.opentelemetry.io/otel/sdk/log"
 	"go.opentelemetry.io/otel/sdk/resource"
 	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
@@ -32,18 +35,40 @@ type Config struct {
 	Batch         int           // events per OTLP request (default 500)
 	// Bad, when set, mixes in one malformed record every Bad events (see Malformed).
 	Bad int
+	// Poison, when set, gives every Poison-th event an id of 200 bytes of invalid UTF-8, which the
+	// pipeline stores under the id's hash (audit.SafeID).
+	Poison int
+	// Resend, when set, is a second collector's endpoint: every ResendEvery-th acknowledged batch is
+	// sent to it too, as a client that failed over after its answer was lost would.
+	Resend      string
+	ResendEvery int
+	// Deadline bounds the whole run, acknowledgements included (default 10 minutes): a collector
+	// that never answers fails the run instead of hanging it.
+	Deadline time.Duration
 }
 
-// Result counts what the collector acknowledged.
+// Expect is where an acknowledged record must end: in its team's log, or in quarantine.
+type Expect struct {
+	Team       string // the team id the record named
+	Quarantine bool
+}
+
+// Result says what the collector acknowledged.
 type Result struct {
 	Sent      int64 // valid events acknowledged
 	Malformed int64 // malformed records acknowledged (expected in quarantine)
 	PerTeam   map[string]int64
-	Elapsed   time.Duration
-	Retries   int64 // OTLP requests that failed and were sent again
+	// Acked maps the id under which each acknowledged record must be stored to where.
+	Acked    map[string]Expect
+	Unacked  int64 // records emitted but not acknowledged by the deadline
+	Resent   int64 // records sent to the second collector too
+	Elapsed  time.Duration
+	Retries  int64 // OTLP requests that failed and were sent again
+	FirstErr error // the first failed OTLP request, if any
 }
 
-// Run sends the configured load and returns when every emitted event was acknowledged.
+// Run sends the configured load and returns when every emitted record was acknowledged, or at the
+// deadline with an error.
 func Run(ctx context.Context, cfg Config) (Result, error) {
 	if cfg.Batch <= 0 {
 		cfg.Batch = 500
@@ -51,12 +76,25 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if cfg.Teams <= 0 {
 		cfg.Teams = 10
 	}
-	exp, err := otlploggrpc.New(ctx, otlploggrpc.WithEndpoint(cfg.Endpoint), otlploggrpc.WithInsecure(),
-		otlploggrpc.WithRetry(otlploggrpc.RetryConfig{Enabled: false})) // we retry, forever, and count
+	if cfg.Deadline <= 0 {
+		cfg.Deadline = 10 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.Deadline)
+	defer cancel()
+	newExporter := func(endpoint string) (sdklog.Exporter, error) {
+		return otlploggrpc.New(ctx, otlploggrpc.WithEndpoint(endpoint), otlploggrpc.WithInsecure(),
+			otlploggrpc.WithRetry(otlploggrpc.RetryConfig{Enabled: false})) // we retry, and count
+	}
+	exp, err := newExporter(cfg.Endpoint)
 	if err != nil {
 		return Result{}, err
 	}
-	sender := &ackingProcessor{exp: exp, batch: cfg.Batch, ch: make(chan []sdklog.Record, 4)}
+	sender := &ackingProcessor{exp: exp, batch: cfg.Batch, ch: make(chan []sdklog.Record, 4), expect: map[string]Expect{}, acked: map[string]Expect{}, resendEvery: cfg.ResendEvery}
+	if cfg.Resend != "" {
+		if sender.resend, err = newExporter(cfg.Resend); err != nil {
+			return Result{}, err
+		}
+	}
 	sender.start(ctx)
 	provider := sdklog.NewLoggerProvider(
 		sdklog.WithResource(resource.NewSchemaless(semconv.ServiceName("auditload"))),
@@ -87,23 +125,58 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			next = next.Add(interval)
 		}
 		if cfg.Bad > 0 && i%cfg.Bad == cfg.Bad-1 {
-			raw.Emit(ctx, Malformed(int(res.Malformed)))
+			rec, team := Malformed(int(res.Malformed))
+			sender.expectID(fmt.Sprintf("malformed-%d", res.Malformed), Expect{Team: team, Quarantine: true})
+			raw.Emit(ctx, rec)
 			res.Malformed++
 			continue
 		}
 		ev := Event(rng, actions, i, cfg.Teams, cfg.MetadataBytes)
-		if _, err := al.Emit(ctx, ev); err != nil {
+		id, err := uuid.NewV7()
+		if err != nil {
 			return res, err
+		}
+		ev.ID = id.String()
+		if cfg.Poison > 0 && i%cfg.Poison == cfg.Poison-1 {
+			rec, stored := Poisoned(ev, i)
+			sender.expectID(stored, Expect{Team: ev.TeamID})
+			raw.Emit(ctx, rec)
+		} else {
+			sender.expectID(ev.ID, Expect{Team: ev.TeamID})
+			if _, err := al.Emit(ctx, ev); err != nil {
+				return res, err
+			}
 		}
 		res.Sent++
 		res.PerTeam[ev.TeamID]++
 	}
-	if err := provider.Shutdown(ctx); err != nil {
-		return res, err
-	}
+	err = provider.Shutdown(ctx)
 	res.Elapsed = time.Since(begin)
 	res.Retries = sender.retries.Load()
-	return res, sender.err
+	res.Resent = sender.resent.Load()
+	res.FirstErr = sender.firstErr
+	res.Acked = sender.acked
+	res.Unacked = int64(len(sender.expect))
+	if err == nil {
+		err = sender.err
+	}
+	if res.Unacked > 0 {
+		return res, fmt.Errorf("%d records were not acknowledged within the deadline of %s: %v", res.Unacked, cfg.Deadline, err)
+	}
+	return res, err
+}
+
+// Poisoned renders ev as a record whose audit.id is 200 bytes of invalid UTF-8 (unique to i), as
+// OTLP/protobuf can carry; it returns the record and the id the pipeline must store it under.
+func Poisoned(ev audit.Event, i int) (sdklogRecord, string) {
+	id := strings.Repeat("\xff", 190) + fmt.Sprintf("%010d", i)
+	var r log.Record
+	r.SetEventName(audit.EventNamePrefix + ev.Action)
+	r.SetTimestamp(time.Now())
+	r.SetBody(auditlog.Body(ev))
+	r.AddAttributes(attribute.String(audit.AttrID, id))
+	stored, _ := audit.SafeID(id)
+	return r, stored
 }
 
 // Event returns the i-th event of a run: a catalog action, a user (two in three) or the system, one to
@@ -149,7 +222,7 @@ func Event(rng *rand.Rand, actions []string, i, teams, metadataBytes int) audit.
 // Malformed returns the k-th of a rotation of records that must end in quarantine: bad JSON, a
 // missing team, hostile team ids, a bad actor (the processor refuses them) and metadata too large to
 // index (the exporter refuses it).
-func Malformed(k int) sdklogRecord {
+func Malformed(k int) (rec sdklogRecord, team string) {
 	bodies := []string{
 		`{"action":"job_updated","team_id":1000,"actor":{"type":"system"},"metadata":{"blob":"` + strings.Repeat("x", 1536<<10) + `"}}`,
 		`{"action":"job_created","team_id":`,
@@ -159,10 +232,12 @@ func Malformed(k int) sdklogRecord {
 		`{"action":"job_created","team_id":"*","actor":{"type":"system"}}`,
 		`{"action":"job_created","team_id":1000,"actor":{"type":"robot"}}`,
 	}
-	return malformedRecord(fmt.Sprintf("malformed-%d", k), bodies[k%len(bodies)])
+	teams := []string{"1000", "", "", "../1000", "1000,1001", "*", "1000"}
+	return malformedRecord(fmt.Sprintf("malformed-%d", k), bodies[k%len(bodies)]), teams[k%len(teams)]
 }
 
-// ackingProcessor batches records and exports each batch until the collector accepts it.
+// ackingProcessor batches records and exports each batch until the collector accepts it, noting the
+// ids it acknowledged.
 type ackingProcessor struct {
 	exp     sdklog.Exporter
 	batch   int
@@ -172,27 +247,92 @@ type ackingProcessor struct {
 	wg      sync.WaitGroup
 	retries atomic.Int64
 	err     error
+	// expect holds the records emitted and not yet acknowledged; acked the acknowledged ones.
+	expect, acked map[string]Expect
+	firstErr      error
+	resend        sdklog.Exporter
+	resendEvery   int
+	resent        atomic.Int64
+}
+
+func (p *ackingProcessor) expectID(id string, e Expect) {
+	p.mu.Lock()
+	p.expect[id] = e
+	p.mu.Unlock()
+}
+
+// exportUntilAccepted sends recs to exp until it accepts them or ctx ends.
+func (p *ackingProcessor) exportUntilAccepted(ctx context.Context, exp sdklog.Exporter, recs []sdklog.Record) error {
+	for attempt := 0; ; attempt++ {
+		err := exp.Export(ctx, recs)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		p.mu.Lock()
+		if p.firstErr == nil {
+			p.firstErr = err
+		}
+		p.mu.Unlock()
+		p.retries.Add(1)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(min(time.Duration(attempt+1)*100*time.Millisecond, 2*time.Second)):
+		}
+	}
 }
 
 func (p *ackingProcessor) start(ctx context.Context) {
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
+		n := 0
 		for recs := range p.ch {
-			for attempt := 0; ; attempt++ {
-				err := p.exp.Export(ctx, recs)
-				if err == nil {
-					break
+			if p.err != nil {
+				continue // past the deadline: drain, acknowledging nothing more
+			}
+			if err := p.exportUntilAccepted(ctx, p.exp, recs); err != nil {
+				p.err = err
+				continue
+			}
+			p.ack(recs)
+			n++
+			if p.resend != nil && p.resendEvery > 0 && n%p.resendEvery == 0 {
+				if err := p.exportUntilAccepted(ctx, p.resend, recs); err != nil {
+					p.err = err
+					continue
 				}
-				if ctx.Err() != nil {
-					p.err = ctx.Err()
-					return
-				}
-				p.retries.Add(1)
-				time.Sleep(min(time.Duration(attempt+1)*100*time.Millisecond, 2*time.Second))
+				p.resent.Add(int64(len(recs)))
 			}
 		}
 	}()
+}
+
+// ack moves the records' ids from expected to acknowledged.
+func (p *ackingProcessor) ack(recs []sdklog.Record) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := range recs {
+		recs[i].WalkAttributes(func(kv attribute.KeyValue) bool {
+			if kv.Key != audit.AttrID {
+				return true
+			}
+			id := kv.Value.AsString()
+			if e, ok := p.expect[id]; ok {
+				delete(p.expect, id)
+				p.acked[id] = e
+			} else if safe, _ := audit.SafeID(id); safe != id {
+				if e, ok := p.expect[safe]; ok {
+					delete(p.expect, safe)
+					p.acked[safe] = e
+				}
+			}
+			return false
+		})
+	}
 }
 
 func (p *ackingProcessor) Enabled(context.Context, sdklog.EnabledParameters) bool { return true }
