@@ -37,7 +37,7 @@ type env struct {
 	work   string
 	// load shape override
 	teams, metadata int
-	only            string
+	only, fsync     string
 	out             io.Writer
 }
 
@@ -55,6 +55,7 @@ func main() {
 	fs.IntVar(&e.teams, "teams", 0, "load: only this team count (with -metadata)")
 	fs.IntVar(&e.metadata, "metadata", 200, "load: metadata bytes per event, with -teams")
 	fs.StringVar(&e.only, "only", "", "reliability: only these scenarios, comma-separated")
+	fs.StringVar(&e.fsync, "fsync", "true", "load with -teams: the queue's fsync, true or both (to measure its cost)")
 	fs.Parse(os.Args[2:])
 	e.esURL = "http://127.0.0.1:" + e.esPort
 	var err error
@@ -153,10 +154,14 @@ func (r *run) start() error {
 func load(e env) bool {
 	type shape struct {
 		teams, metadata int
+		fsync           bool
 	}
-	shapes := []shape{{10, 200}, {1000, 200}, {10000, 200}, {10, 4000}}
+	shapes := []shape{{10, 200, true}, {1000, 200, true}, {10000, 200, true}, {10, 4000, true}, {10, 200, false}}
 	if e.teams > 0 {
-		shapes = []shape{{e.teams, e.metadata}}
+		shapes = []shape{{e.teams, e.metadata, true}}
+		if e.fsync == "both" {
+			shapes = append(shapes, shape{e.teams, e.metadata, false})
+		}
 	}
 	dur := 60 * time.Second
 	if e.short {
@@ -168,11 +173,11 @@ func load(e env) bool {
 	if res, err := http.DefaultClient.Do(req); err == nil {
 		res.Body.Close()
 	}
-	const rowFormat = "%6v %15v %8v %16v %23v %23v %5v\n"
-	fmt.Fprintf(e.out, rowFormat, "teams", "metadata bytes", "events", "events/s stored", "collector CPU µs/event", "collector peak RSS MiB", "lost")
+	const rowFormat = "%6v %15v %6v %8v %16v %23v %23v %5v\n"
+	fmt.Fprintf(e.out, rowFormat, "teams", "metadata bytes", "fsync", "events", "events/s stored", "collector CPU µs/event", "collector peak RSS MiB", "lost")
 	ok := true
 	for _, s := range shapes {
-		r, err := e.newRun(fmt.Sprintf("load-%d-%d", s.teams, s.metadata), e.esURL)
+		r, err := e.newRun(fmt.Sprintf("load-%d-%d-%t", s.teams, s.metadata, s.fsync), e.esURL, fmt.Sprintf("AUDIT_QUEUE_FSYNC=%t", s.fsync))
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return false
@@ -192,7 +197,7 @@ func load(e env) bool {
 			fmt.Fprintf(os.Stderr, "load %d teams: %v %s\n", s.teams, verr, v.describe())
 			ok = false
 		}
-		fmt.Fprintf(e.out, rowFormat, s.teams, s.metadata, out, fmt.Sprintf("%.0f", float64(out)/elapsed.Seconds()),
+		fmt.Fprintf(e.out, rowFormat, s.teams, s.metadata, s.fsync, out, fmt.Sprintf("%.0f", float64(out)/elapsed.Seconds()),
 			fmt.Sprintf("%.1f", float64((after.CPU-before.CPU).Microseconds())/float64(max(out, 1))), after.PeakRSS>>20, v.lost)
 	}
 	return ok

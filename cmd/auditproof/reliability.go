@@ -378,6 +378,31 @@ func scenarios() []scenario {
 					})
 			})
 		}},
+		{"shard-limit", func(e env) result { // the node's shard budget full: no new index can be created
+			return e.steady("shard-limit", e.esURL, func(c *loadgen.Config) { c.Bad = 50 }, 0, func(r *run, _ time.Duration) (string, error) {
+				var h struct {
+					Active     int `json:"active_shards"`
+					Unassigned int `json:"unassigned_shards"`
+				}
+				res, err := http.Get(e.esURL + "/_cluster/health")
+				if err != nil {
+					return "", err
+				}
+				err = json.NewDecoder(res.Body).Decode(&h)
+				res.Body.Close()
+				if err != nil {
+					return "", err
+				}
+				full := h.Active + h.Unassigned
+				return r.blocked(e.faultWindow(), fmt.Sprintf("cluster.max_shards_per_node at the %d shards open", full),
+					func() error {
+						return esPut(e.esURL+"/_cluster/settings", fmt.Sprintf(`{"persistent":{"cluster.max_shards_per_node":%d}}`, max(full, 1)))
+					},
+					func() error {
+						return esPut(e.esURL+"/_cluster/settings", `{"persistent":{"cluster.max_shards_per_node":null}}`)
+					})
+			})
+		}},
 		{"backpressure", func(e env) result { // the node slower than the input
 			proxy, err := faultproxy.New(e.esURL)
 			if err != nil {
@@ -412,7 +437,8 @@ func reliability(e env) bool {
 		}
 		fmt.Fprintf(os.Stderr, "auditproof: %s…\n", s.name)
 		r := s.run(e)
-		fmt.Fprintf(os.Stderr, "auditproof: %s done: ok=%v %+v err=%v\n", s.name, r.ok(), r.v, r.err)
+		fmt.Fprintf(os.Stderr, "auditproof: %s done: ok=%v sent=%d stored=%d quarantined=%d lost=%d err=%v\n",
+			s.name, r.ok(), r.v.sent, r.v.stored, r.v.quarantined, r.v.lost, r.err)
 		results = append(results, r)
 	}
 	tw := tabwriter.NewWriter(e.out, 0, 0, 2, ' ', tabwriter.AlignRight)

@@ -22,6 +22,9 @@ func FuzzPrepare(f *testing.F) {
 	f.Add(`{"action":"job_created","team_id":"7","actor":{"type":"system"},"targets":["x",{"type":1}],"access_route":[1,null]}`, "valid")
 	f.Add(`{"action":"job_created","team_id":"quarantine","actor":{"type":"user","id":"1","metadata":"m"}}`, "valid")
 	f.Add(`{"action":"job_created","team_id":"7","actor":{"type":"system"},"metadata":[{"a":1}],"user_agent":5}`, "invalid")
+	// Canonical events (string ids, as the processor writes them) that must become event documents.
+	f.Add(`{"action":"job_created","team_id":"7","actor":{"type":"system"},"targets":[],"access_route":[]}`, "valid")
+	f.Add(`{"action":"user_login_failed","team_id":"acme-corp","actor":{"type":"user","id":"5","metadata":{"email":"a@b.c"}},"targets":[{"type":"user","id":"5","metadata":null}],"access_route":["203.0.113.9"],"remote_addr":"203.0.113.9","user_agent":"x","metadata":{"n":1}}`, "valid")
 	cfg := createDefaultConfig()
 	cfg.Endpoints = []string{"http://127.0.0.1:9"}
 	e, err := newExporter(exportertest.NewNopSettings(NewFactory().Type()), cfg)
