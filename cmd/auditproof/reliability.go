@@ -240,6 +240,7 @@ func (e env) steady(name, esURL string, cfg func(*loadgen.Config), frac float64,
 		return result{scenario: name, err: err}
 	}
 	lc := e.loadConfig(r.env.GRPC)
+	lc.PoisonHTTP = r.env.HTTP
 	if cfg != nil {
 		cfg(&lc)
 	}

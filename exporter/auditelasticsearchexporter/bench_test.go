@@ -3,6 +3,7 @@ package auditelasticsearchexporter
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,6 +18,8 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/processor/processortest"
 
+	"github.com/auditpipe/auditpipe/internal/esinspect"
+	"github.com/auditpipe/auditpipe/internal/estest"
 	"github.com/auditpipe/auditpipe/processor/auditprocessor"
 )
 
@@ -130,6 +133,23 @@ func BenchmarkExporterRealNode(b *testing.B) {
 		}
 	}
 	b.StopTimer()
+	// Every event must be stored: a benchmark of an exporter that drops is no benchmark.
+	cfg := e.cfg
+	if err := esinspect.Refresh(estest.URL(b), cfg.IndexPrefix); err != nil {
+		b.Fatal(err)
+	}
+	var cnt struct {
+		Count int `json:"count"`
+	}
+	res, err := http.Get(estest.URL(b) + "/" + cfg.IndexPrefix + "*/_count")
+	if err != nil {
+		b.Fatal(err)
+	}
+	err = json.NewDecoder(res.Body).Decode(&cnt)
+	res.Body.Close()
+	if err != nil || cnt.Count != b.N*size {
+		b.Fatalf("%d of %d events stored (%v)", cnt.Count, b.N*size, err)
+	}
 	sent := float64(b.N * size)
 	b.ReportMetric(sent/b.Elapsed().Seconds(), "events/s")
 	b.ReportMetric(float64((processCPU()-cpu0).Nanoseconds())/sent, "exporter-cpu-ns/event")

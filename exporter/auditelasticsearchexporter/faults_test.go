@@ -23,8 +23,9 @@ import (
 	"github.com/auditpipe/auditpipe/internal/faultproxy"
 )
 
-// newFaultProxy answers every 4th bulk request with 503, drops the connection of every 7th, and in
-// the others answers every 5th item 429.
+// newFaultProxy answers every 4th bulk request with 503, drops the connection of every 7th, forwards
+// every 9th and drops its answer after Elasticsearch stored it, and in the others answers every 5th
+// item 429.
 func newFaultProxy(t *testing.T, target string) (*httptest.Server, *faultproxy.Proxy) {
 	p, err := faultproxy.New(target)
 	require.NoError(t, err)
@@ -34,6 +35,8 @@ func newFaultProxy(t *testing.T, target string) (*httptest.Server, *faultproxy.P
 			return "503"
 		case n%7 == 0:
 			return "drop"
+		case n%9 == 0:
+			return "drop-answer"
 		}
 		return ""
 	}
@@ -49,7 +52,8 @@ func newFaultProxy(t *testing.T, target string) (*httptest.Server, *faultproxy.P
 }
 
 // TestFaultsEveryEventIndexedExactlyOnce sends events through the real exporterhelper (retry on
-// failure, partial retries) and a faulty proxy: each event must end indexed exactly once.
+// failure, partial retries) and a faulty proxy: each event must end indexed exactly once, including
+// those stored whose answer was lost (redelivered, answered 409, verified as duplicates).
 func TestFaultsEveryEventIndexedExactlyOnce(t *testing.T) {
 	proxy, faults := newFaultProxy(t, estest.URL(t))
 	cfg := testConfig(t, proxy.URL)
@@ -92,7 +96,7 @@ func TestFaultsEveryEventIndexedExactlyOnce(t *testing.T) {
 	}
 	assert.Equal(t, want, indexCounts(t, cfg), "every event indexed exactly once, nothing quarantined")
 	t.Logf("faults injected: %v", faults.Stats())
-	for _, k := range []string{"503", "dropped connection", "429 item"} {
+	for _, k := range []string{"503", "dropped connection", "429 item", "answer dropped after store"} {
 		assert.Positive(t, faults.Stats()[k], "the proxy injected no %q", k)
 	}
 }

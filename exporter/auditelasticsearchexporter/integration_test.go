@@ -297,7 +297,15 @@ func TestRejectedDocumentIsQuarantinedWithElasticsearchsReason(t *testing.T) {
 	ld := normalized(t, rawEvent(7, "job_created", ""), rawEvent(7, "job_updated", `,"metadata":{"x":`+deep+`}`))
 	require.NoError(t, e.pushLogs(context.Background(), ld))
 	counts := indexCounts(t, cfg)
-	assert.Equal(t, 2, counts[cfg.IndexPrefix+"7"]+counts[cfg.QuarantineIndex])
+	assert.Equal(t, 1, counts[cfg.IndexPrefix+"7"], "the shallow event is indexed")
+	q := quarantined(t, cfg)
+	require.Len(t, q, 1, "the deep one is quarantined")
+	meta := q[0].Source["quarantine"].(map[string]any)
+	assert.Equal(t, "indexing", meta["stage"])
+	assert.Equal(t, []string{"rejected"}, reasonsOf(q[0]))
+	assert.Equal(t, "document_parsing_exception", meta["error_type"])
+	assert.Contains(t, meta["error_reason"], "failed to parse field [metadata] of type [flattened]")
+	assert.Equal(t, cfg.IndexPrefix+"7", meta["index"])
 }
 
 func TestTemplateInstalledOnceAndOnVersionChange(t *testing.T) {

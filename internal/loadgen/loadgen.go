@@ -4,8 +4,12 @@
 package loadgen
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -13,9 +17,11 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploggrpc"
-	"go.opentelemetry.io/otel/log"
 	sdklog "go.opentelemetry.io/otel/sdk/log"
 	"go.opentelemetry.io/otel/sdk/resource"
 	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
@@ -36,8 +42,11 @@ type Config struct {
 	// Bad, when set, mixes in one malformed record every Bad events (see Malformed).
 	Bad int
 	// Poison, when set, gives every Poison-th event an id of 200 bytes of invalid UTF-8, which the
-	// pipeline stores under the id's hash (audit.SafeID).
-	Poison int
+	// pipeline stores under the id's hash (audit.SafeID). The OTLP SDK refuses to encode invalid
+	// UTF-8, so those records go as OTLP/protobuf over HTTP to PoisonHTTP (the collector's
+	// host:port), encoded with pdata as any other OTLP client could.
+	Poison     int
+	PoisonHTTP string
 	// Resend, when set, is a second collector's endpoint: every ResendEvery-th acknowledged batch is
 	// sent to it too, as a client that failed over after its answer was lost would.
 	Resend      string
@@ -138,9 +147,13 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		}
 		ev.ID = id.String()
 		if cfg.Poison > 0 && i%cfg.Poison == cfg.Poison-1 {
-			rec, stored := Poisoned(ev, i)
-			sender.expectID(stored, Expect{Team: ev.TeamID})
-			raw.Emit(ctx, rec)
+			stored, err := sendPoisoned(ctx, cfg.PoisonHTTP, ev, i)
+			if err != nil {
+				return res, err
+			}
+			sender.mu.Lock()
+			sender.acked[stored] = Expect{Team: ev.TeamID}
+			sender.mu.Unlock()
 		} else {
 			sender.expectID(ev.ID, Expect{Team: ev.TeamID})
 			if _, err := al.Emit(ctx, ev); err != nil {
@@ -166,17 +179,44 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	return res, err
 }
 
-// Poisoned renders ev as a record whose audit.id is 200 bytes of invalid UTF-8 (unique to i), as
-// OTLP/protobuf can carry; it returns the record and the id the pipeline must store it under.
-func Poisoned(ev audit.Event, i int) (sdklogRecord, string) {
+// sendPoisoned sends ev with an audit.id of 200 bytes of invalid UTF-8 (unique to i) as OTLP/protobuf
+// over HTTP, until the collector accepts it, and returns the id the pipeline must store it under.
+func sendPoisoned(ctx context.Context, endpoint string, ev audit.Event, i int) (string, error) {
 	id := strings.Repeat("\xff", 190) + fmt.Sprintf("%010d", i)
-	var r log.Record
-	r.SetEventName(audit.EventNamePrefix + ev.Action)
-	r.SetTimestamp(time.Now())
-	r.SetBody(auditlog.Body(ev))
-	r.AddAttributes(attribute.String(audit.AttrID, id))
-	stored, _ := audit.SafeID(id)
-	return r, stored
+	body, err := json.Marshal(ev)
+	if err != nil {
+		return "", err
+	}
+	ld := plog.NewLogs()
+	rl := ld.ResourceLogs().AppendEmpty()
+	rl.Resource().Attributes().PutStr("service.name", "auditload")
+	lr := rl.ScopeLogs().AppendEmpty().LogRecords().AppendEmpty()
+	lr.SetEventName(audit.EventNamePrefix + ev.Action)
+	lr.SetTimestamp(pcommon.NewTimestampFromTime(ev.Time))
+	lr.Body().SetStr(string(body))
+	lr.Attributes().PutStr(audit.AttrID, id)
+	payload, err := plogotlp.NewExportRequestFromLogs(ld).MarshalProto()
+	if err != nil {
+		return "", err
+	}
+	for attempt := 0; ; attempt++ {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+endpoint+"/v1/logs", bytes.NewReader(payload))
+		req.Header.Set("Content-Type", "application/x-protobuf")
+		res, err := http.DefaultClient.Do(req)
+		if err == nil {
+			io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				stored, _ := audit.SafeID(id)
+				return stored, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("poisoned record %d not accepted: %w", i, ctx.Err())
+		case <-time.After(min(time.Duration(attempt+1)*100*time.Millisecond, 2*time.Second)):
+		}
+	}
 }
 
 // Event returns the i-th event of a run: a catalog action, a user (two in three) or the system, one to
@@ -324,11 +364,6 @@ func (p *ackingProcessor) ack(recs []sdklog.Record) {
 			if e, ok := p.expect[id]; ok {
 				delete(p.expect, id)
 				p.acked[id] = e
-			} else if safe, _ := audit.SafeID(id); safe != id {
-				if e, ok := p.expect[safe]; ok {
-					delete(p.expect, safe)
-					p.acked[safe] = e
-				}
 			}
 			return false
 		})
