@@ -135,8 +135,12 @@ func TestEmitAssignsUniqueIDsAndTimes(t *testing.T) {
 	require.Len(t, ids, 3)
 	assert.NotEqual(t, ids[0], ids[1])
 	assert.NotEqual(t, ids[1], ids[2])
-	for _, lr := range records(ld) {
+	recs := records(ld)
+	require.Len(t, recs, 3, "every emitted event reaches the collector")
+	for i, lr := range recs {
 		assert.NotZero(t, lr.Timestamp())
+		id, _ := lr.Attributes().Get(audit.AttrID)
+		assert.Equal(t, ids[i], id.Str(), "the returned id is the one sent")
 	}
 	ev.ID = "given-id"
 	ids, _ = emitOverOTLP(t, ev)

@@ -7,8 +7,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,6 +32,7 @@ import (
 	"github.com/auditpipe/auditpipe/internal/collectorproc"
 	"github.com/auditpipe/auditpipe/internal/esinspect"
 	"github.com/auditpipe/auditpipe/internal/estest"
+	"github.com/auditpipe/auditpipe/internal/faultproxy"
 )
 
 // binary returns the built distribution; without it the test skips locally and fails in CI.
@@ -225,23 +228,65 @@ func TestGracefulStopFlushesInFlight(t *testing.T) {
 	assert.Equal(t, counted{"audit-500": n / 3, "audit-501": n / 3, "audit-502": n / 3}, counts(t, prefix))
 }
 
-// TestPersistentQueueSurvivesAKill: with Elasticsearch unreachable the acknowledged events wait in
-// the persistent queue; the collector is killed (SIGKILL) and started again with the real node, and
-// every event is stored exactly once.
+// TestPersistentQueueSurvivesAKill: Elasticsearch stores every bulk request but its answers are lost
+// (a proxy drops the connection after forwarding), so the collector keeps retrying batches that are
+// already stored; it is killed with SIGKILL mid-retry and started again against the node directly.
+// The persistent queue replays the batches, their 409s are verified as duplicates, and every event is
+// stored exactly once.
 func TestPersistentQueueSurvivesAKill(t *testing.T) {
 	env := newEnv(t)
 	prefix := env.Prefix
-	dead := env
-	dead.Extra = []string{"ES_URL=http://" + freePort(t)} // later entries win
-	c := startCollector(t, dead)
+	proxy, err := faultproxy.New(estest.URL(t))
+	require.NoError(t, err)
+	proxy.RequestFault = func(int) string { return "drop-answer" }
+	srv := httptest.NewServer(proxy)
+	t.Cleanup(srv.Close)
+	lossy := env
+	lossy.Extra = []string{"ES_URL=" + srv.URL} // later entries win
+	c := startCollector(t, lossy)
 	const n = 300
 	emitJobs(t, env.GRPC, n)
+	want := counted{"audit-500": n / 3, "audit-501": n / 3, "audit-502": n / 3}
+	waitForCounts(t, prefix, want) // stored, though the collector never heard so
+	require.Eventually(t, func() bool { return proxy.Stats()["answer dropped after store"] >= 2 }, time.Minute, 100*time.Millisecond,
+		"the collector must have retried a stored batch at least once before the kill")
+	pid := c.Cmd.Process.Pid
 	c.Kill()
-	assert.Empty(t, counts(t, prefix), "nothing could be stored while Elasticsearch was unreachable")
+	require.True(t, c.Exited(), "pid %d survived SIGKILL", pid)
 
 	c = startCollector(t, env)
-	waitForCounts(t, prefix, counted{"audit-500": n / 3, "audit-501": n / 3, "audit-502": n / 3})
+	// The replayed batches are answered 409 and verified: the counts stay exact, with no duplicate id.
+	require.Eventually(t, func() bool { return queueEmpty(t, env) }, time.Minute, 200*time.Millisecond, "the queue replays and drains")
+	assert.Equal(t, want, counts(t, prefix))
+	docs, err := esinspect.Inventory(estest.URL(t), prefix)
+	require.NoError(t, err)
+	ids := map[string]bool{}
+	for _, d := range docs {
+		assert.False(t, ids[d.EventID], "event %s stored twice", d.EventID)
+		ids[d.EventID] = true
+	}
 	stop(t, c)
+}
+
+// queueEmpty reads the collector's sending queue size from its metrics.
+func queueEmpty(t *testing.T, env collectorproc.Env) bool {
+	port := env.MetricsAddress[strings.LastIndex(env.MetricsAddress, ":")+1:]
+	res, err := http.Get("http://127.0.0.1:" + port + "/metrics")
+	if err != nil {
+		return false
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	seen := false
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "otelcol_exporter_queue_size") {
+			seen = true
+			if !strings.HasSuffix(line, " 0") {
+				return false
+			}
+		}
+	}
+	return seen
 }
 
 func TestConfigValidation(t *testing.T) {

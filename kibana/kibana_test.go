@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"mime"
 	"mime/multipart"
@@ -189,7 +190,8 @@ func TestSavedObjectsAreGenerated(t *testing.T) {
 }
 
 // TestImport checks the request Kibana's saved objects API expects, against a stand-in for Kibana
-// (there is no Kibana on the build machines).
+// (there is no Kibana on the build machines) that answers as Kibana does: it counts the objects of
+// the NDJSON file it received, and reports an error for an object without a type or id.
 func TestImport(t *testing.T) {
 	var gotFile []byte
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -203,11 +205,25 @@ func TestImport(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, "file", part.FormName())
 		gotFile, _ = io.ReadAll(part)
-		w.Write([]byte(`{"success":true,"successCount":8}`))
+		ok, bad := 0, []string{}
+		for _, line := range bytes.Split(bytes.TrimSpace(gotFile), []byte("\n")) {
+			var o struct{ Type, ID string }
+			if json.Unmarshal(line, &o) != nil || o.Type == "" || o.ID == "" {
+				bad = append(bad, `{"error":{"type":"unsupported"}}`)
+				continue
+			}
+			ok++
+		}
+		fmt.Fprintf(w, `{"success":%t,"successCount":%d,"errors":[%s]}`, len(bad) == 0, ok, strings.Join(bad, ","))
 	}))
 	defer srv.Close()
 	n, err := Import(context.Background(), srv.URL, Auth{APIKey: "k3y"}, SavedObjects)
 	require.NoError(t, err)
-	assert.Equal(t, 8, n)
 	assert.Equal(t, SavedObjects, gotFile)
+	want := bytes.Count(bytes.TrimSpace(SavedObjects), []byte("\n")) + 1
+	assert.Equal(t, want, n, "every saved object imported")
+
+	n, err = Import(context.Background(), srv.URL, Auth{APIKey: "k3y"}, append(bytes.Clone(SavedObjects), []byte("{\"attributes\":{}}\n")...))
+	assert.ErrorContains(t, err, "with errors")
+	assert.Equal(t, want, n)
 }

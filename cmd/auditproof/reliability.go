@@ -260,6 +260,9 @@ func (e env) steady(name, esURL string, cfg func(*loadgen.Config), frac float64,
 	if out.fault == "" {
 		out.fault = fmt.Sprintf("%d acknowledged (%d bad), %d OTLP retries", len(res.Acked), res.Malformed, res.Retries)
 	}
+	if res.FirstErr != nil {
+		out.fault += fmt.Sprintf(" (first OTLP error: %v)", res.FirstErr)
+	}
 	return out
 }
 
@@ -352,7 +355,7 @@ func scenarios() []scenario {
 			return out
 		}},
 		{"quarantine-blocked", func(e env) result { // the quarantine index write-blocked
-			return e.steady("quarantine-blocked", e.esURL, func(c *loadgen.Config) { c.Bad = 10 }, 0.3, func(r *run, _ time.Duration) (string, error) {
+			return e.steady("quarantine-blocked", e.esURL, func(c *loadgen.Config) { c.Bad = 25 }, 0.3, func(r *run, _ time.Duration) (string, error) {
 				index := e.esURL + "/" + r.env.Prefix + "audit-quarantine"
 				if err := waitFor(time.Minute, "the quarantine index", func() bool {
 					res, err := http.Head(index)

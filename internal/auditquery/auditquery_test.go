@@ -145,13 +145,24 @@ func TestNeutralizeFormula(t *testing.T) {
 
 func TestHostileAndUnknownTeamsAndUnreachableCluster(t *testing.T) {
 	c := testClient(t)
+	// Hostile ids are refused before any request: against a closed port, a check that let one
+	// through would fail with "unreachable" instead.
+	offline, err := New(Conn{URLs: []string{"http://127.0.0.1:9"}, IndexPrefix: c.conn.IndexPrefix, QuarantineIndex: c.conn.QuarantineIndex})
+	require.NoError(t, err)
 	for _, team := range []string{"", "*", "../191796", "191796,7", "Acme", "_all", "a b", "quarantine"} {
-		_, err := c.Export(context.Background(), Filter{Team: team}, CSV, io.Discard, nil)
-		assert.Error(t, err, "team %q", team)
-		_, err = c.Show(context.Background(), team, "x")
-		assert.Error(t, err, "team %q", team)
+		for what, call := range map[string]func() error{
+			"export": func() error { _, err := offline.Export(context.Background(), Filter{Team: team}, CSV, io.Discard, nil); return err },
+			"show":   func() error { _, err := offline.Show(context.Background(), team, "x"); return err },
+			"tail":   func() error { return offline.Tail(context.Background(), Filter{Team: team}, time.Now(), time.Second, io.Discard) },
+			"check":  func() error { return offline.CheckTeam(context.Background(), team) },
+		} {
+			err := call()
+			require.Error(t, err, "%s team %q", what, team)
+			assert.Regexp(t, `^team `, err.Error(), "%s team %q", what, team)
+			assert.NotContains(t, err.Error(), "unreachable", "%s team %q reached the network", what, team)
+		}
 	}
-	_, err := c.Export(context.Background(), Filter{Team: "404404"}, CSV, io.Discard, nil)
+	_, err = c.Export(context.Background(), Filter{Team: "404404"}, CSV, io.Discard, nil)
 	assert.True(t, errors.Is(err, ErrNoTeam), "%v", err)
 	assert.ErrorContains(t, err, "no audit log for this team")
 
