@@ -151,10 +151,15 @@ func TestHostileAndUnknownTeamsAndUnreachableCluster(t *testing.T) {
 	require.NoError(t, err)
 	for _, team := range []string{"", "*", "../191796", "191796,7", "Acme", "_all", "a b", "quarantine"} {
 		for what, call := range map[string]func() error{
-			"export": func() error { _, err := offline.Export(context.Background(), Filter{Team: team}, CSV, io.Discard, nil); return err },
-			"show":   func() error { _, err := offline.Show(context.Background(), team, "x"); return err },
-			"tail":   func() error { return offline.Tail(context.Background(), Filter{Team: team}, time.Now(), time.Second, io.Discard) },
-			"check":  func() error { return offline.CheckTeam(context.Background(), team) },
+			"export": func() error {
+				_, err := offline.Export(context.Background(), Filter{Team: team}, CSV, io.Discard, nil)
+				return err
+			},
+			"show": func() error { _, err := offline.Show(context.Background(), team, "x"); return err },
+			"tail": func() error {
+				return offline.Tail(context.Background(), Filter{Team: team}, time.Now(), time.Second, io.Discard)
+			},
+			"check": func() error { return offline.CheckTeam(context.Background(), team) },
 		} {
 			err := call()
 			require.Error(t, err, "%s team %q", what, team)

@@ -74,7 +74,7 @@ func Inventory(base, prefix string) ([]Doc, error) {
 	for {
 		req := map[string]any{
 			"size": 10000, "pit": map[string]any{"id": pit.ID, "keep_alive": "2m"}, "sort": []any{"_shard_doc"},
-			"_source": []string{"event.id", "event.ingested", "team_id", "quarantine.team_id", "quarantine.reasons"},
+			"_source":          []string{"event.id", "event.ingested", "team_id", "quarantine.team_id", "quarantine.reasons"},
 			"track_total_hits": false,
 		}
 		if after != nil {
