@@ -511,8 +511,9 @@ func (e env) twoCollectors() result {
 func (e env) clusterNodeKill() result {
 	const name = "cluster-node-kill"
 	port, _ := strconv.Atoi(e.esPort)
-	cluster := []string{"ES_NODES=3", "ES_FRESH=1", "ES_HEAP=512m", "ES_PORT=" + strconv.Itoa(port+100)}
-	url := "http://127.0.0.1:" + strconv.Itoa(port+100)
+	// Ports clear of the single node's (HTTP es-port, transport es-port+100).
+	cluster := []string{"ES_NODES=3", "ES_FRESH=1", "ES_HEAP=512m", "ES_PORT=" + strconv.Itoa(port+200)}
+	url := "http://127.0.0.1:" + strconv.Itoa(port+200)
 	if _, err := e.script(cluster, "start"); err != nil {
 		return result{scenario: name, err: err}
 	}
