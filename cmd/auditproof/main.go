@@ -170,7 +170,7 @@ func load(e env) bool {
 	// One index per team: 10,000 teams need more than Elasticsearch's default of 1,000 shards per node.
 	req, _ := http.NewRequest(http.MethodPut, e.esURL+"/_cluster/settings", strings.NewReader(`{"persistent":{"cluster.max_shards_per_node":12000}}`))
 	req.Header.Set("Content-Type", "application/json")
-	if res, err := http.DefaultClient.Do(req); err == nil {
+	if res, err := httpc.Do(req); err == nil {
 		res.Body.Close()
 	}
 	const rowFormat = "%6v %15v %6v %8v %16v %23v %23v %5v\n"

@@ -21,6 +21,9 @@ import (
 	"github.com/auditpipe/auditpipe/internal/loadgen"
 )
 
+// httpc bounds every request of the proof: a hung node fails a scenario instead of hanging it.
+var httpc = &http.Client{Timeout: time.Minute}
+
 // result is one line of the reliability table.
 type result struct {
 	scenario string
@@ -156,7 +159,7 @@ func nodesAtLeast(n int) func(*http.Response) bool {
 // metric sums every series of a counter on the collector's Prometheus endpoint.
 func (r *run) metric(name string) (float64, error) {
 	port := r.env.MetricsAddress[strings.LastIndex(r.env.MetricsAddress, ":")+1:]
-	res, err := http.Get("http://127.0.0.1:" + port + "/metrics")
+	res, err := httpc.Get("http://127.0.0.1:" + port + "/metrics")
 	if err != nil {
 		return 0, err
 	}
@@ -181,7 +184,7 @@ func (r *run) metric(name string) (float64, error) {
 func esPut(url, body string) error {
 	req, _ := http.NewRequest(http.MethodPut, url, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
-	res, err := http.DefaultClient.Do(req)
+	res, err := httpc.Do(req)
 	if err != nil {
 		return err
 	}
@@ -358,7 +361,7 @@ func scenarios() []scenario {
 			return e.steady("quarantine-blocked", e.esURL, func(c *loadgen.Config) { c.Bad = 25 }, 0.3, func(r *run, _ time.Duration) (string, error) {
 				index := e.esURL + "/" + r.env.Prefix + "audit-quarantine"
 				if err := waitFor(time.Minute, "the quarantine index", func() bool {
-					res, err := http.Head(index)
+					res, err := httpc.Head(index)
 					if err == nil {
 						res.Body.Close()
 					}
@@ -388,7 +391,7 @@ func scenarios() []scenario {
 					Active     int `json:"active_shards"`
 					Unassigned int `json:"unassigned_shards"`
 				}
-				res, err := http.Get(e.esURL + "/_cluster/health")
+				res, err := httpc.Get(e.esURL + "/_cluster/health")
 				if err != nil {
 					return "", err
 				}

@@ -13,10 +13,13 @@ import (
 	"time"
 )
 
+// client bounds every request: a node that stops answering fails the question, it does not hang it.
+var client = &http.Client{Timeout: 2 * time.Minute}
+
 // Refresh makes everything indexed under prefix searchable.
 func Refresh(base, prefix string) error {
 	req, _ := http.NewRequest(http.MethodPost, strings.TrimRight(base, "/")+"/"+prefix+"*/_refresh?expand_wildcards=all", nil)
-	res, err := http.DefaultClient.Do(req)
+	res, err := client.Do(req)
 	if err != nil {
 		return err
 	}
@@ -124,7 +127,7 @@ func do(method, url, body string, out any) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	res, err := http.DefaultClient.Do(req)
+	res, err := client.Do(req)
 	if err != nil {
 		return err
 	}
@@ -145,7 +148,7 @@ func DuplicateIDs(base, prefix string) (int, error) {
 	body := `{"size":0,"aggs":{"ids":{"terms":{"field":"event.id","min_doc_count":2,"size":10000}}}}`
 	req, _ := http.NewRequest(http.MethodPost, strings.TrimRight(base, "/")+"/"+prefix+"*/_search?expand_wildcards=all", strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
-	res, err := http.DefaultClient.Do(req)
+	res, err := client.Do(req)
 	if err != nil {
 		return 0, err
 	}
@@ -168,7 +171,7 @@ func DuplicateIDs(base, prefix string) (int, error) {
 }
 
 func get(base, path string, out any) error {
-	res, err := http.Get(strings.TrimRight(base, "/") + path)
+	res, err := client.Get(strings.TrimRight(base, "/") + path)
 	if err != nil {
 		return err
 	}
@@ -186,10 +189,11 @@ func DeleteAll(base, prefix string) {
 	defer cancel()
 	for _, path := range []string{"/" + prefix + "*?expand_wildcards=all", "/_index_template/" + prefix + "*"} {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodDelete, strings.TrimRight(base, "/")+path, nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
+		if resp, err := client.Do(req); err == nil {
 			resp.Body.Close()
 		}
 	}
 	// Callers that check for leaked goroutines must not see idle connections.
+	client.CloseIdleConnections()
 	http.DefaultClient.CloseIdleConnections()
 }
