@@ -184,3 +184,17 @@ func CheckIndexName(name string) error {
 	}
 	return nil
 }
+
+// Truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
+func Truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && s[n]&0xC0 == 0x80 {
+		n--
+	}
+	return s[:n]
+}
+
+// MaxGivenTeamIDBytes bounds the team id a bad record named, as the quarantine keeps it.
+const MaxGivenTeamIDBytes = 256

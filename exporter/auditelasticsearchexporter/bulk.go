@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/internal/pjson"
 )
 
@@ -169,7 +170,7 @@ func (e *auditExporter) send(ctx context.Context, batch []*item, out *sorted) {
 	case requestRetry:
 		out.retry = append(out.retry, batch...)
 		out.throttle = max(out.throttle, retryAfter)
-		out.err = fmt.Errorf("bulk request: %d %s: %s", status, http.StatusText(status), truncateString(string(raw), 512))
+		out.err = fmt.Errorf("bulk request: %d %s: %s", status, http.StatusText(status), audit.Truncate(string(raw), 512))
 		return
 	case requestSplit:
 		if len(batch) == 1 {
@@ -182,7 +183,7 @@ func (e *auditExporter) send(ctx context.Context, batch []*item, out *sorted) {
 			return
 		}
 		e.set.Logger.Warn("bulk request refused whole; sending each half on its own to find the document at fault",
-			zap.Int("status", status), zap.Int("documents", len(batch)), zap.String("error", truncateString(string(raw), 256)))
+			zap.Int("status", status), zap.Int("documents", len(batch)), zap.String("error", audit.Truncate(string(raw), 256)))
 		half := len(batch) / 2
 		e.send(ctx, batch[:half], out)
 		e.send(ctx, batch[half:], out)
@@ -251,7 +252,7 @@ func requestError(raw []byte) errorBody {
 		Error json.RawMessage `json:"error"`
 	}
 	if json.Unmarshal(raw, &r) != nil || len(r.Error) == 0 {
-		return errorBody{Reason: truncateString(string(raw), 512)}
+		return errorBody{Reason: audit.Truncate(string(raw), 512)}
 	}
 	var eb errorBody
 	if json.Unmarshal(r.Error, &eb) != nil {
@@ -286,7 +287,7 @@ func (e *auditExporter) verify(ctx context.Context, items []*item) (dups, differ
 	defer res.Body.Close()
 	raw, err := io.ReadAll(res.Body)
 	if err != nil || res.StatusCode != http.StatusOK {
-		return nil, nil, items, fmt.Errorf("verifying duplicates: %d: %s (%v)", res.StatusCode, truncateString(string(raw), 512), err)
+		return nil, nil, items, fmt.Errorf("verifying duplicates: %d: %s (%v)", res.StatusCode, audit.Truncate(string(raw), 512), err)
 	}
 	var mr struct {
 		Docs []struct {

@@ -296,30 +296,39 @@ func TestFakeTransientItemErrorsAreRetried(t *testing.T) {
 	}
 }
 
-// TestFakeLastingConditionIsRetriedByExporterhelper: a condition that outlasts item_retry returns
-// exactly the waiting records in a retryable error, never a permanent one.
-func TestFakeLastingConditionIsRetriedByExporterhelper(t *testing.T) {
-	f := newFakeES(t)
-	f.script = func(_ int, items []fakeItem) fakeAnswer {
-		a := fakeAnswer{Items: map[int]fakeItemAnswer{}}
-		for i, it := range items {
-			if strings.HasSuffix(it.Index, "quarantine") {
-				a.Items[i] = fakeItemAnswer{403, "cluster_block_exception"}
+// TestFakeQuarantineThatWaitsIsRetried: a quarantine index that is blocked (a condition of the
+// cluster) or refuses a document (the quarantine is the last stop) keeps exactly those records back,
+// in a retryable error, never a permanent one; the other teams' events are stored meanwhile, and
+// exporterhelper's retry stores the record once the quarantine takes it.
+func TestFakeQuarantineThatWaitsIsRetried(t *testing.T) {
+	for name, answer := range map[string]fakeItemAnswer{
+		"blocked": {403, "cluster_block_exception"},
+		"refused": {400, "strict_dynamic_mapping_exception"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFakeES(t)
+			f.script = func(_ int, items []fakeItem) fakeAnswer {
+				a := fakeAnswer{Items: map[int]fakeItemAnswer{}}
+				for i, it := range items {
+					if strings.HasSuffix(it.Index, "quarantine") {
+						a.Items[i] = answer
+					}
+				}
+				return a
 			}
-		}
-		return a
+			e := fakeExporter(t, f)
+			err := e.pushLogs(context.Background(), normalized(t, rawEvent(7, "job_created", ""), rawEvent("*", "job_created", "")))
+			require.Error(t, err)
+			mustNotDrop(t, err)
+			var failed consumererror.Logs
+			require.ErrorAs(t, err, &failed)
+			assert.Equal(t, 1, failed.Data().LogRecordCount(), "only the quarantine record waits")
+			assert.Len(t, f.stored("audit-7"), 1)
+			f.script = nil
+			require.NoError(t, e.pushLogs(context.Background(), failed.Data()))
+			assert.Len(t, f.stored("quarantine"), 1)
+		})
 	}
-	e := fakeExporter(t, f)
-	err := e.pushLogs(context.Background(), normalized(t, rawEvent(7, "job_created", ""), rawEvent("*", "job_created", "")))
-	require.Error(t, err)
-	mustNotDrop(t, err)
-	var failed consumererror.Logs
-	require.ErrorAs(t, err, &failed)
-	assert.Equal(t, 1, failed.Data().LogRecordCount(), "only the blocked quarantine record waits")
-	assert.Len(t, f.stored("audit-7"), 1)
-	f.script = nil
-	require.NoError(t, e.pushLogs(context.Background(), failed.Data()))
-	assert.Len(t, f.stored("quarantine"), 1)
 }
 
 func TestFakeDocumentFaultIsQuarantined(t *testing.T) {
@@ -412,29 +421,6 @@ func TestFakeThrottleHonoursRetryAfter(t *testing.T) {
 	require.Error(t, err)
 	mustNotDrop(t, err)
 	assert.Contains(t, err.Error(), "Throttle (1s)", "exporterhelper learns the delay")
-}
-
-// TestFakeRefusedQuarantineIsRetried: a quarantine document is never dropped; when the quarantine
-// index refuses it, the record goes back to exporterhelper in a retryable error.
-func TestFakeRefusedQuarantineIsRetried(t *testing.T) {
-	f := newFakeES(t)
-	f.script = func(_ int, items []fakeItem) fakeAnswer {
-		a := fakeAnswer{Items: map[int]fakeItemAnswer{}}
-		for i, it := range items {
-			if strings.HasSuffix(it.Index, "quarantine") {
-				a.Items[i] = fakeItemAnswer{400, "strict_dynamic_mapping_exception"}
-			}
-		}
-		return a
-	}
-	e := fakeExporter(t, f)
-	err := e.pushLogs(context.Background(), normalized(t, rawEvent(7, "job_created", ""), rawEvent("*", "job_created", "")))
-	require.Error(t, err)
-	mustNotDrop(t, err)
-	var failed consumererror.Logs
-	require.ErrorAs(t, err, &failed)
-	assert.Equal(t, 1, failed.Data().LogRecordCount())
-	assert.Len(t, f.stored("audit-7"), 1)
 }
 
 // TestFakeQuarantineIDsAreScopedByTeam: two teams' invalid records with one client id are two

@@ -308,16 +308,6 @@ func truncateUTF8(b []byte, n int) []byte {
 	if len(b) <= n {
 		return b
 	}
-	return []byte(truncateString(string(b), n))
+	return []byte(audit.Truncate(string(b), n))
 }
 
-// truncateString cuts s to at most n bytes without splitting a UTF-8 sequence.
-func truncateString(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && s[n]&0xC0 == 0x80 {
-		n--
-	}
-	return s[:n]
-}

@@ -266,9 +266,9 @@ func (e *auditExporter) deliver(ctx context.Context, items []*item, ingested tim
 				// The quarantine is the last stop: a refused quarantine document is retried like any
 				// other, never dropped, and the operator is told.
 				e.set.Logger.Error("the quarantine index refused a document; retrying it",
-					zap.String("index", it.index), zap.String("id", it.id), zap.String("error_type", it.errType), zap.String("reason", truncateString(it.errReason, 512)))
+					zap.String("index", it.index), zap.String("id", it.id), zap.String("error_type", it.errType), zap.String("reason", audit.Truncate(it.errReason, 512)))
 				next, transient = append(next, it), true
-				r.err = fmt.Errorf("the quarantine index %s refused a document: %s: %s", it.index, it.errType, truncateString(it.errReason, 512))
+				r.err = fmt.Errorf("the quarantine index %s refused a document: %s: %s", it.index, it.errType, audit.Truncate(it.errReason, 512))
 				continue
 			}
 			e.toQuarantine(it, quarantine{
@@ -324,7 +324,7 @@ func (e *auditExporter) createMissing(ctx context.Context, items []*item) {
 func retryError(items []*item) error {
 	for _, it := range items {
 		if it.errType != "" {
-			return fmt.Errorf("%d documents not stored yet; %s in %s: %s: %s", len(items), it.id, it.index, it.errType, truncateString(it.errReason, 512))
+			return fmt.Errorf("%d documents not stored yet; %s in %s: %s: %s", len(items), it.id, it.index, it.errType, audit.Truncate(it.errReason, 512))
 		}
 	}
 	return fmt.Errorf("%d documents not stored yet", len(items))

@@ -100,7 +100,7 @@ func appendQuarantineDoc(b []byte, eventID string, q quarantine, lr plog.LogReco
 			b = append(b, ',')
 			b = pjson.AppendString(b, f[0])
 			b = append(b, ':')
-			b = pjson.AppendString(b, truncateString(f[1], 4096))
+			b = pjson.AppendString(b, audit.Truncate(f[1], 4096))
 		}
 	}
 	b = append(b, `},"record":{"event_name":`...)

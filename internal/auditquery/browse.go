@@ -150,9 +150,7 @@ func (c *Client) Tail(ctx context.Context, f Filter, since time.Time, interval t
 		if from.Before(since) {
 			from = since
 		}
-		q := map[string]any{"bool": map[string]any{"filter": []any{base, map[string]any{"range": map[string]any{
-			"event.ingested": map[string]any{"gte": from.UTC().Format(time.RFC3339Nano), "format": "strict_date_optional_time_nanos"},
-		}}}}}
+		q := map[string]any{"bool": map[string]any{"filter": []any{base, timeRange("event.ingested", from, time.Time{})}}}
 		var after []json.RawMessage
 		for {
 			req := map[string]any{"size": PageSize, "query": q, "sort": order, "_source": true}

@@ -34,15 +34,8 @@ var actionPattern = regexp.MustCompile(`^[a-z0-9_*?]{1,128}$`)
 // the documented wildcards reaches the query.
 func (f Filter) query() (map[string]any, error) {
 	var filters []any
-	if !f.Since.IsZero() || !f.Until.IsZero() {
-		r := map[string]any{"format": "strict_date_optional_time_nanos"}
-		if !f.Since.IsZero() {
-			r["gte"] = f.Since.UTC().Format(time.RFC3339Nano)
-		}
-		if !f.Until.IsZero() {
-			r["lt"] = f.Until.UTC().Format(time.RFC3339Nano)
-		}
-		filters = append(filters, map[string]any{"range": map[string]any{"@timestamp": r}})
+	if r := timeRange("@timestamp", f.Since, f.Until); r != nil {
+		filters = append(filters, r)
 	}
 	if len(f.Actions) > 0 {
 		var should []any
@@ -65,6 +58,22 @@ func (f Filter) query() (map[string]any, error) {
 		return map[string]any{"match_all": map[string]any{}}, nil
 	}
 	return map[string]any{"bool": map[string]any{"filter": filters}}, nil
+}
+
+// timeRange is a range query on a date field, since inclusive, until exclusive (zero: open); nil
+// when both are open.
+func timeRange(field string, since, until time.Time) map[string]any {
+	if since.IsZero() && until.IsZero() {
+		return nil
+	}
+	r := map[string]any{"format": "strict_date_optional_time_nanos"}
+	if !since.IsZero() {
+		r["gte"] = since.UTC().Format(time.RFC3339Nano)
+	}
+	if !until.IsZero() {
+		r["lt"] = until.UTC().Format(time.RFC3339Nano)
+	}
+	return map[string]any{"range": map[string]any{field: r}}
 }
 
 // Format of an export.

@@ -52,15 +52,8 @@ func (f QuarantineFilter) query() (map[string]any, error) {
 			map[string]any{"prefix": map[string]any{"quarantine.reasons": f.Reason + ": "}},
 		}}})
 	}
-	if !f.Since.IsZero() || !f.Until.IsZero() {
-		r := map[string]any{"format": "strict_date_optional_time_nanos"}
-		if !f.Since.IsZero() {
-			r["gte"] = f.Since.UTC().Format(time.RFC3339Nano)
-		}
-		if !f.Until.IsZero() {
-			r["lt"] = f.Until.UTC().Format(time.RFC3339Nano)
-		}
-		filters = append(filters, map[string]any{"range": map[string]any{"@timestamp": r}})
+	if r := timeRange("@timestamp", f.Since, f.Until); r != nil {
+		filters = append(filters, r)
 	}
 	if len(filters) == 0 {
 		return map[string]any{"match_all": map[string]any{}}, nil

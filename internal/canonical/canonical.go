@@ -67,7 +67,7 @@ func QuarantineID(lr plog.LogRecord) string {
 
 // QuarantineTeamID is the team id a record named, valid or not, as the quarantine keeps it: the
 // processor's note on an invalid record (audit.quarantine.team_id), else the body's team_id, else
-// the audit.team_id attribute; at most 256 bytes.
+// the audit.team_id attribute; at most audit.MaxGivenTeamIDBytes.
 func QuarantineTeamID(lr plog.LogRecord) string {
 	attrs := lr.Attributes()
 	if v, ok := attrs.Get(audit.AttrQuarantineTeamID); ok && v.Type() == pcommon.ValueTypeStr && v.Str() != "" {
@@ -75,24 +75,13 @@ func QuarantineTeamID(lr plog.LogRecord) string {
 	}
 	if lr.Body().Type() == pcommon.ValueTypeMap {
 		if v, ok := lr.Body().Map().Get(audit.FieldTeamID); ok && v.Type() != pcommon.ValueTypeEmpty {
-			return cut(v.AsString(), 256)
+			return audit.Truncate(v.AsString(), audit.MaxGivenTeamIDBytes)
 		}
 	}
 	if v, ok := attrs.Get(audit.AttrTeamID); ok && v.Type() != pcommon.ValueTypeEmpty {
-		return cut(v.AsString(), 256)
+		return audit.Truncate(v.AsString(), audit.MaxGivenTeamIDBytes)
 	}
 	return ""
-}
-
-// cut shortens s to at most n bytes without splitting a UTF-8 sequence.
-func cut(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && s[n]&0xC0 == 0x80 {
-		n--
-	}
-	return s[:n]
 }
 
 // RecordHash hashes a record that could not be normalized: its whole body, whatever its type, and its

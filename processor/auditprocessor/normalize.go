@@ -539,19 +539,8 @@ func markInvalid(lr plog.LogRecord, givenTeamID string, res *result) {
 	attrs.Remove(audit.AttrHash)
 	attrs.Remove(audit.AttrKnown)
 	if givenTeamID != "" {
-		attrs.PutStr(audit.AttrQuarantineTeamID, truncate(givenTeamID, 256))
+		attrs.PutStr(audit.AttrQuarantineTeamID, audit.Truncate(givenTeamID, audit.MaxGivenTeamIDBytes))
 	} else {
 		attrs.Remove(audit.AttrQuarantineTeamID)
 	}
-}
-
-// truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && s[n]&0xC0 == 0x80 {
-		n--
-	}
-	return s[:n]
 }
