@@ -310,4 +310,3 @@ func truncateUTF8(b []byte, n int) []byte {
 	}
 	return []byte(audit.Truncate(string(b), n))
 }
-
