@@ -25,10 +25,10 @@ $(DIST): $(DIST_INPUTS)
 cli: ## build the auditctl command line into _build/auditctl
 	$(GO) build -o _build/auditctl ./cmd/auditctl
 
-reliability: $(DIST) ## fault scenarios with the real binary and its own Elasticsearch on port 9250 (about 10 minutes)
+reliability: $(DIST) ## fault scenarios with the real binary, its own Elasticsearch on port 9250 and a three-node cluster on 9450-9452 (about 35 minutes)
 	$(GO) run ./cmd/auditproof reliability
 
-reliability-short: $(DIST) ## the short version CI runs (about 4 minutes)
+reliability-short: $(DIST) ## the short version CI runs (about 15 minutes)
 	$(GO) run ./cmd/auditproof reliability -short
 
 load: $(DIST) ## sustained end-to-end throughput for several team counts and metadata sizes (see BENCHMARKS.md)

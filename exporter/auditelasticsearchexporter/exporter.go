@@ -231,7 +231,7 @@ func (e *auditExporter) deliver(ctx context.Context, items []*item, ingested tim
 		r := e.bulk(ctx, pending)
 		e.countStored(ctx, r.stored)
 		next := r.retry
-		transient := len(r.retry) > 0
+		waiting := len(r.retry) // documents held back by a condition of the cluster
 		e.createMissing(ctx, r.retry)
 		var dups, events []*item
 		for _, it := range r.conflict {
@@ -254,7 +254,7 @@ func (e *auditExporter) deliver(ctx context.Context, items []*item, ingested tim
 				next = append(next, it)
 			}
 			if len(unverified) > 0 {
-				next, transient = append(next, unverified...), true
+				next, waiting = append(next, unverified...), waiting+len(unverified)
 				if err != nil {
 					r.err = err
 				}
@@ -267,7 +267,7 @@ func (e *auditExporter) deliver(ctx context.Context, items []*item, ingested tim
 				// other, never dropped, and the operator is told.
 				e.set.Logger.Error("the quarantine index refused a document; retrying it",
 					zap.String("index", it.index), zap.String("id", it.id), zap.String("error_type", it.errType), zap.String("reason", audit.Truncate(it.errReason, 512)))
-				next, transient = append(next, it), true
+				next, waiting = append(next, it), waiting+1
 				r.err = fmt.Errorf("the quarantine index %s refused a document: %s: %s", it.index, it.errType, audit.Truncate(it.errReason, 512))
 				continue
 			}
@@ -277,7 +277,7 @@ func (e *auditExporter) deliver(ctx context.Context, items []*item, ingested tim
 			}, ingested)
 			next = append(next, it)
 		}
-		if !transient {
+		if waiting == 0 {
 			pending = next // only new quarantine documents: send them at once
 			continue
 		}
@@ -291,7 +291,7 @@ func (e *auditExporter) deliver(ctx context.Context, items []*item, ingested tim
 			}
 			return next, r.err
 		}
-		e.telemetry.ExporterAuditRetried.Add(ctx, int64(len(next)))
+		e.telemetry.ExporterAuditRetried.Add(ctx, int64(waiting))
 		if err := sleep(ctx, max(backoff(e.cfg.ItemRetry, attempt), r.throttle)); err != nil {
 			return next, err
 		}
