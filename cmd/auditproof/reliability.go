@@ -437,6 +437,11 @@ func scenarios() []scenario {
 }
 
 func reliability(e env) bool {
+	// A run cut short in the middle of a fault may have left the node blocked or limited: start clean.
+	if err := esPut(e.esURL+"/_cluster/settings", `{"persistent":{"cluster.blocks.read_only":null,"cluster.max_shards_per_node":null,"action.auto_create_index":null}}`); err != nil {
+		fmt.Fprintln(os.Stderr, "auditproof: resetting the node's cluster settings:", err)
+		return false
+	}
 	var results []result
 	for _, s := range scenarios() {
 		if e.only != "" && !strings.Contains(","+e.only+",", ","+s.name+",") {
