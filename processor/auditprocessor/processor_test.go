@@ -500,6 +500,11 @@ func TestTelemetryByReason(t *testing.T) {
 		{Value: 1, Attributes: attribute.NewSet(attribute.String("reason", "invalid_actor_type"))},
 	}, opts...)
 	metadatatest.AssertEqualProcessorAuditUnknownActions(t, tel, []metricdata.DataPoint[int64]{{Value: 1}}, opts...)
+	// No record has a timestamp; the two valid ones have no id either.
+	metadatatest.AssertEqualProcessorAuditWarnings(t, tel, []metricdata.DataPoint[int64]{
+		{Value: 4, Attributes: attribute.NewSet(attribute.String("reason", "missing_timestamp"))},
+		{Value: 2, Attributes: attribute.NewSet(attribute.String("reason", "missing_id"))},
+	}, opts...)
 	require.NoError(t, tel.Shutdown(context.Background()))
 }
 
