@@ -87,6 +87,9 @@ type Quarantined struct {
 		Resource     string `json:"resource"`
 		Truncated    bool   `json:"truncated"`
 	} `json:"record"`
+	Service struct {
+		Name string `json:"name"`
+	} `json:"service"`
 }
 
 // quarantineOrder pages through the quarantine in a total order (with a point in time).
@@ -198,10 +201,13 @@ func (q Quarantined) Rebuild(ld plog.Logs) error {
 		return errors.New("the record was too large and only a preview of it was kept")
 	}
 	rl := ld.ResourceLogs().AppendEmpty()
-	if q.Record.Resource != "" {
+	switch {
+	case q.Record.Resource != "":
 		if err := pjson.DecodeMap([]byte(q.Record.Resource), rl.Resource().Attributes()); err != nil {
 			return fmt.Errorf("resource: %w", err)
 		}
+	case q.Service.Name != "": // quarantined before template version 2 kept only the service name
+		rl.Resource().Attributes().PutStr("service.name", q.Service.Name)
 	}
 	sl := rl.ScopeLogs().AppendEmpty()
 	sl.Scope().SetName(q.Record.ScopeName)
@@ -219,6 +225,14 @@ func (q Quarantined) Rebuild(ld plog.Logs) error {
 			return fmt.Errorf("timestamp %q: %w", t.s, err)
 		}
 		t.set(pcommon.Timestamp(n))
+	}
+	if q.Record.TimeUnixNano == "" && q.Timestamp != "" {
+		// Quarantined before template version 2: @timestamp is the event's time (or its observed time).
+		ts, err := time.Parse(time.RFC3339Nano, q.Timestamp)
+		if err != nil {
+			return fmt.Errorf("@timestamp %q: %w", q.Timestamp, err)
+		}
+		lr.SetTimestamp(pcommon.NewTimestampFromTime(ts))
 	}
 	if err := pjson.DecodeValue([]byte(q.Record.Body), lr.Body()); err != nil {
 		return fmt.Errorf("body: %w", err)
@@ -290,13 +304,29 @@ func (c *Client) Replay(ctx context.Context, f QuarantineFilter, limit int, pcfg
 			TeamID:   team,
 			Actor:    auditlog.User(operator, "", ""),
 			Targets:  []audit.Target{{Type: "audit_log", ID: team}},
-			Metadata: map[string]any{"kind": "auditctl", "records": n, "reason": f.Reason},
+			Metadata: replayMetadata(n, f),
 		})
 		if err != nil {
 			return res, fmt.Errorf("replayed %d records of team %s, but recording the replay in its log failed: %w", n, team, err)
 		}
 	}
 	return res, nil
+}
+
+// replayMetadata describes a replay in the team's log: how many records came back, and the filters.
+func replayMetadata(n int, f QuarantineFilter) map[string]any {
+	md := map[string]any{"kind": "auditctl", "records": n}
+	for k, v := range map[string]string{"reason": f.Reason, "team": f.Team} {
+		if v != "" {
+			md[k] = v
+		}
+	}
+	for k, t := range map[string]time.Time{"since": f.Since, "until": f.Until} {
+		if !t.IsZero() {
+			md[k] = t.UTC().Format(time.RFC3339Nano)
+		}
+	}
+	return md
 }
 
 // settle decides, for each replayed record, where it ended, and removes from quarantine the ones

@@ -1,0 +1,54 @@
+package auditquery
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/pdata/plog"
+)
+
+// TestRebuild: a quarantine document gives back its record, whole (template version 2) or from what a
+// version 1 document kept (@timestamp and the service name), and a truncated one is refused.
+func TestRebuild(t *testing.T) {
+	for name, tc := range map[string]struct {
+		doc     string
+		ts, obs time.Time
+		service string
+	}{
+		"version 2": {
+			doc: `{"@timestamp":"2025-08-01T21:00:00Z","record":{"event_name":"audit.job_created","time_unix_nano":"1754082000000000001","observed_time_unix_nano":"1754082000000000002",
+				"scope_name":"jobs","body":"\"{\\\"team_id\\\":7}\"","attributes":"{\"audit.id\":\"x\",\"n\":1}","resource":"{\"service.name\":\"jobs-api\",\"host\":\"h\"}","truncated":false}}`,
+			ts: time.Unix(0, 1754082000000000001), obs: time.Unix(0, 1754082000000000002), service: "jobs-api",
+		},
+		"version 1": {
+			doc: `{"@timestamp":"2025-08-01T21:00:00.5Z","record":{"event_name":"audit","body":"\"{\\\"team_id\\\":7}\"","attributes":"{\"audit.id\":\"x\",\"n\":1}","size":10,"truncated":false},"service":{"name":"jobs-api"}}`,
+			ts: time.Date(2025, 8, 1, 21, 0, 0, 5e8, time.UTC), service: "jobs-api",
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var q Quarantined
+			require.NoError(t, json.Unmarshal([]byte(tc.doc), &q))
+			ld := plog.NewLogs()
+			require.NoError(t, q.Rebuild(ld))
+			rl := ld.ResourceLogs().At(0)
+			svc, _ := rl.Resource().Attributes().Get("service.name")
+			assert.Equal(t, tc.service, svc.Str())
+			lr := rl.ScopeLogs().At(0).LogRecords().At(0)
+			assert.Equal(t, tc.ts.UnixNano(), lr.Timestamp().AsTime().UnixNano())
+			if !tc.obs.IsZero() {
+				assert.Equal(t, tc.obs.UnixNano(), lr.ObservedTimestamp().AsTime().UnixNano())
+			}
+			assert.Equal(t, `{"team_id":7}`, lr.Body().Str())
+			id, _ := lr.Attributes().Get("audit.id")
+			n, _ := lr.Attributes().Get("n")
+			assert.Equal(t, "x", id.Str())
+			assert.Equal(t, int64(1), n.Int())
+		})
+	}
+	var q Quarantined
+	require.NoError(t, json.Unmarshal([]byte(`{"record":{"body":"\"x\"","attributes":"{}","truncated":true}}`), &q))
+	assert.ErrorContains(t, q.Rebuild(plog.NewLogs()), "too large")
+}
