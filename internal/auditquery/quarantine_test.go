@@ -25,7 +25,7 @@ func TestRebuild(t *testing.T) {
 		},
 		"version 1": {
 			doc: `{"@timestamp":"2025-08-01T21:00:00.5Z","record":{"event_name":"audit","body":"\"{\\\"team_id\\\":7}\"","attributes":"{\"audit.id\":\"x\",\"n\":1}","size":10,"truncated":false},"service":{"name":"jobs-api"}}`,
-			ts: time.Date(2025, 8, 1, 21, 0, 0, 5e8, time.UTC), service: "jobs-api",
+			ts:  time.Date(2025, 8, 1, 21, 0, 0, 5e8, time.UTC), service: "jobs-api",
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
