@@ -64,8 +64,8 @@ type Expect struct {
 
 // Result says what the collector acknowledged.
 type Result struct {
-	Sent      int64 // valid events acknowledged
-	Malformed int64 // malformed records acknowledged (expected in quarantine)
+	Sent      int64 // valid events emitted (all acknowledged unless Unacked > 0)
+	Malformed int64 // malformed records emitted (expected in quarantine)
 	PerTeam   map[string]int64
 	// Acked maps the id under which each acknowledged record must be stored to where.
 	Acked    map[string]Expect
