@@ -276,3 +276,26 @@ func TestRealWholeRequest400IsBisected(t *testing.T) {
 	assert.Equal(t, "action_request_validation_exception", q[0].Source["quarantine"].(map[string]any)["error_type"])
 	assert.Equal(t, "11", q[0].Source["quarantine"].(map[string]any)["team_id"])
 }
+
+// TestRealQuarantineIndexOfAnEarlierVersionGainsTheNewFields: a quarantine index created with the
+// version 1 mapping (strict, without the whole record's fields) takes version 2 documents once the
+// exporter has started: a template alone would only apply to new indices.
+func TestRealQuarantineIndexOfAnEarlierVersionGainsTheNewFields(t *testing.T) {
+	cfg := testConfig(t, "")
+	// The quarantine mapping of template version 1.
+	kw := `{"type":"keyword","ignore_above":1024}`
+	v1 := `{"dynamic":"strict","properties":{"@timestamp":{"type":"date_nanos"},
+	  "event":{"properties":{"id":` + kw + `,"ingested":{"type":"date_nanos"}}},
+	  "quarantine":{"properties":{"stage":` + kw + `,"reasons":{"type":"keyword","ignore_above":2048},"error_type":` + kw + `,
+	    "error_reason":{"type":"text"},"team_id":` + kw + `,"index":` + kw + `}},
+	  "record":{"properties":{"event_name":` + kw + `,"body":{"type":"text","index":false},"attributes":{"type":"text","index":false},
+	    "size":{"type":"long"},"truncated":{"type":"boolean"}}},
+	  "service":{"properties":{"name":` + kw + `}}}}`
+	esDo(t, "PUT", "/"+cfg.QuarantineIndex, `{"settings":{"number_of_replicas":0},"mappings":`+v1+`}`)
+
+	e := startExporter(t, cfg)
+	require.NoError(t, e.pushLogs(context.Background(), normalized(t, rawEvent("*", "job_created", ""))))
+	q := quarantined(t, cfg)
+	require.Len(t, q, 1)
+	assert.NotEmpty(t, q[0].Source["record"].(map[string]any)["time_unix_nano"])
+}
