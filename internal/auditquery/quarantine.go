@@ -295,6 +295,10 @@ func (c *Client) Replay(ctx context.Context, f QuarantineFilter, limit int, pcfg
 	if err != nil {
 		return res, err
 	}
+	// One refresh for the whole replay, so that a list right after it no longer shows what left.
+	if err := c.do(ctx, esapi.IndicesRefreshRequest{Index: []string{c.conn.QuarantineIndex}}, nil); err != nil && !errors.Is(err, ErrNoTeam) {
+		return res, err
+	}
 	for team, n := range res.PerTeam {
 		if audit.CheckTeamID(team) != nil {
 			continue
@@ -330,20 +334,29 @@ func replayMetadata(n int, f QuarantineFilter) map[string]any {
 }
 
 // settle decides, for each replayed record, where it ended, and removes from quarantine the ones
-// stored in their team's log, or quarantined again under a new id.
+// stored in their team's log, or quarantined again under a new id. One _mget per page reads what it
+// needs: the event.hash stored under each valid record's id, and whether each new quarantine
+// document exists.
 func (c *Client) settle(ctx context.Context, docs []Quarantined, outs []outcome, res *ReplayResult, fail func(string, ...any)) error {
+	var refs []docRef
 	for i, d := range docs {
 		o := outs[i]
-		stored := false
 		if o.valid {
-			hash, found, err := c.storedHash(ctx, o.index, o.id)
-			if err != nil {
-				return err
-			}
-			stored = found && hash == o.hash
+			refs = append(refs, docRef{o.index, o.id})
 		}
+		if o.quarantineID != d.ID {
+			refs = append(refs, docRef{c.conn.QuarantineIndex, o.quarantineID})
+		}
+	}
+	found, err := c.lookup(ctx, refs)
+	if err != nil {
+		return err
+	}
+	for i, d := range docs {
+		o := outs[i]
+		hash, stored := found[docRef{o.index, o.id}]
 		switch {
-		case stored:
+		case o.valid && stored && hash == o.hash:
 			if err := c.deleteQuarantined(ctx, d.ID); err != nil {
 				return err
 			}
@@ -351,8 +364,8 @@ func (c *Client) settle(ctx context.Context, docs []Quarantined, outs []outcome,
 			res.PerTeam[o.team]++
 		case o.quarantineID != d.ID:
 			// Quarantined again, for new reasons: the new document replaces the old one.
-			if _, err := c.ShowQuarantined(ctx, o.quarantineID); err != nil {
-				return fmt.Errorf("record %s was quarantined again but its new document %s is not found: %w", d.ID, o.quarantineID, err)
+			if _, ok := found[docRef{c.conn.QuarantineIndex, o.quarantineID}]; !ok {
+				return fmt.Errorf("record %s was quarantined again but its new document %s is not found", d.ID, o.quarantineID)
 			}
 			if err := c.deleteQuarantined(ctx, d.ID); err != nil {
 				return err
@@ -367,28 +380,54 @@ func (c *Client) settle(ctx context.Context, docs []Quarantined, outs []outcome,
 	return nil
 }
 
-// storedHash reads the event.hash stored under an id in an index.
-func (c *Client) storedHash(ctx context.Context, index, id string) (string, bool, error) {
-	var doc struct {
-		Found  bool `json:"found"`
-		Source struct {
-			Event struct {
-				Hash string `json:"hash"`
-			} `json:"event"`
-		} `json:"_source"`
+// docRef names a document.
+type docRef struct{ index, id string }
+
+// lookup reads the documents in one _mget and returns the event.hash of each that exists (empty for
+// a document without one); a missing document or index is simply absent.
+func (c *Client) lookup(ctx context.Context, refs []docRef) (map[docRef]string, error) {
+	out := map[docRef]string{}
+	if len(refs) == 0 {
+		return out, nil
 	}
-	err := c.do(ctx, esapi.GetRequest{Index: index, DocumentID: url.PathEscape(id), SourceIncludes: []string{"event.hash"}}, &doc)
-	if errors.Is(err, ErrNoTeam) || isNotFound(err) {
-		return "", false, nil
+	type mgetDoc struct {
+		Index  string   `json:"_index"`
+		ID     string   `json:"_id"`
+		Source []string `json:"_source"`
 	}
-	if err != nil {
-		return "", false, err
+	req := struct {
+		Docs []mgetDoc `json:"docs"`
+	}{}
+	for _, r := range refs {
+		req.Docs = append(req.Docs, mgetDoc{r.index, r.id, []string{"event.hash"}})
 	}
-	return doc.Source.Event.Hash, doc.Found, nil
+	body, _ := json.Marshal(req)
+	var got struct {
+		Docs []struct {
+			Found  bool `json:"found"`
+			Source struct {
+				Event struct {
+					Hash string `json:"hash"`
+				} `json:"event"`
+			} `json:"_source"`
+		} `json:"docs"`
+	}
+	if err := c.do(ctx, esapi.MgetRequest{Body: bytes.NewReader(body)}, &got); err != nil {
+		return nil, err
+	}
+	if len(got.Docs) != len(refs) {
+		return nil, fmt.Errorf("_mget answered %d documents for %d", len(got.Docs), len(refs))
+	}
+	for i, d := range got.Docs {
+		if d.Found {
+			out[refs[i]] = d.Source.Event.Hash
+		}
+	}
+	return out, nil
 }
 
 func (c *Client) deleteQuarantined(ctx context.Context, id string) error {
-	err := c.do(ctx, esapi.DeleteRequest{Index: c.conn.QuarantineIndex, DocumentID: url.PathEscape(id), Refresh: "true"}, nil)
+	err := c.do(ctx, esapi.DeleteRequest{Index: c.conn.QuarantineIndex, DocumentID: url.PathEscape(id)}, nil)
 	if isNotFound(err) {
 		return nil
 	}
