@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -270,23 +269,8 @@ func TestPersistentQueueSurvivesAKill(t *testing.T) {
 
 // queueEmpty reads the collector's sending queue size from its metrics.
 func queueEmpty(t *testing.T, env collectorproc.Env) bool {
-	port := env.MetricsAddress[strings.LastIndex(env.MetricsAddress, ":")+1:]
-	res, err := http.Get("http://127.0.0.1:" + port + "/metrics")
-	if err != nil {
-		return false
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	seen := false
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "otelcol_exporter_queue_size") {
-			seen = true
-			if !strings.HasSuffix(line, " 0") {
-				return false
-			}
-		}
-	}
-	return seen
+	size, found, err := env.Metric("otelcol_exporter_queue_size")
+	return err == nil && found && size == 0
 }
 
 func TestConfigValidation(t *testing.T) {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -158,26 +157,8 @@ func nodesAtLeast(n int) func(*http.Response) bool {
 
 // metric sums every series of a counter on the collector's Prometheus endpoint.
 func (r *run) metric(name string) (float64, error) {
-	port := r.env.MetricsAddress[strings.LastIndex(r.env.MetricsAddress, ":")+1:]
-	res, err := httpc.Get("http://127.0.0.1:" + port + "/metrics")
-	if err != nil {
-		return 0, err
-	}
-	defer res.Body.Close()
-	total := 0.0
-	sc := bufio.NewScanner(res.Body)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name) || (len(line) > len(name) && line[len(name)] != '{' && line[len(name)] != ' ' && !strings.HasPrefix(line[len(name):], "_total")) {
-			continue
-		}
-		f, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
-		if err == nil {
-			total += f
-		}
-	}
-	return total, sc.Err()
+	v, _, err := r.env.Metric(name)
+	return v, err
 }
 
 // esPut sends a JSON PUT to the node and fails on an error answer.

@@ -4,6 +4,7 @@
 package collectorproc
 
 import (
+	"bufio"
 	"fmt"
 	"net"
 	"net/http"
@@ -48,6 +49,32 @@ func (e Env) List() []string {
 		"HEALTH_ENDPOINT="+e.Health,
 		"METRICS_PORT="+e.MetricsAddress[strings.LastIndex(e.MetricsAddress, ":")+1:],
 	), e.Extra...)
+}
+
+// Metric sums every series of a metric on the collector's Prometheus endpoint (a counter's _total
+// name included); found says whether the collector exposes it at all.
+func (e Env) Metric(name string) (sum float64, found bool, err error) {
+	port := e.MetricsAddress[strings.LastIndex(e.MetricsAddress, ":")+1:]
+	c := http.Client{Timeout: 30 * time.Second}
+	res, err := c.Get("http://127.0.0.1:" + port + "/metrics")
+	if err != nil {
+		return 0, false, err
+	}
+	defer res.Body.Close()
+	sc := bufio.NewScanner(res.Body)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		series := line[:max(strings.IndexAny(line, "{ "), 0)]
+		if series != name && series != name+"_total" {
+			continue
+		}
+		f, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		if err == nil {
+			sum, found = sum+f, true
+		}
+	}
+	return sum, found, sc.Err()
 }
 
 // Proc is a running collector.
