@@ -19,6 +19,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -184,13 +185,8 @@ func export(ctx context.Context, fs *flag.FlagSet, connect func() (*auditquery.C
 		}
 	}
 	exportEvent := func(ctx context.Context, extra map[string]any) (string, error) {
-		m := map[string]any{}
-		for k, v := range md {
-			m[k] = v
-		}
-		for k, v := range extra {
-			m[k] = v
-		}
+		m := maps.Clone(md)
+		maps.Copy(m, extra)
 		return c.Record(ctx, audit.Event{
 			Action:   audit.ActionDataExport,
 			TeamID:   *team,
