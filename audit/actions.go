@@ -98,4 +98,6 @@ const (
 	ActionApprovalProcessCreated = "approval_process_created"
 	// ActionAuditQuarantineReplayed: Audit records held in quarantine were replayed into this team's log
 	ActionAuditQuarantineReplayed = "audit_quarantine_replayed"
+	// ActionAuditPartitionPurged: An index partition past its retention was deleted (recorded in the platform log)
+	ActionAuditPartitionPurged = "audit_partition_purged"
 )

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -141,7 +142,7 @@ func BenchmarkExporterRealNode(b *testing.B) {
 	var cnt struct {
 		Count int `json:"count"`
 	}
-	res, err := http.Get(estest.URL(b) + "/" + cfg.IndexPrefix + "*/_count")
+	res, err := http.Get(estest.URL(b) + "/" + strings.Join(e.layout.ReadIndices(), ",") + "/_count")
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -138,7 +138,7 @@ func (e *auditExporter) bulk(ctx context.Context, items []*item) sorted {
 }
 
 // size is the bytes an item takes in a bulk request, near enough.
-func (it *item) size() int { return len(it.doc) + len(it.id) + len(it.index) + 40 }
+func (it *item) size() int { return len(it.doc) + len(it.id) + len(it.index) + len(it.routing) + 52 }
 
 // send posts one bulk request and sorts its documents into out; a 400 or 413 splits the request.
 func (e *auditExporter) send(ctx context.Context, batch []*item, out *sorted) {
@@ -149,6 +149,10 @@ func (e *auditExporter) send(ctx context.Context, batch []*item, out *sorted) {
 		b = pjson.AppendString(b, it.index)
 		b = append(b, `,"_id":`...)
 		b = pjson.AppendString(b, it.id)
+		if it.routing != "" {
+			b = append(b, `,"routing":`...)
+			b = pjson.AppendString(b, it.routing)
+		}
 		b = append(b, "}}\n"...)
 		b = append(b, it.doc...)
 		b = append(b, '\n')
@@ -276,6 +280,10 @@ func (e *auditExporter) verify(ctx context.Context, items []*item) (dups, differ
 		b := append([]byte(`{"_index":`), pjson.AppendString(nil, it.index)...)
 		b = append(b, `,"_id":`...)
 		b = pjson.AppendString(b, it.id)
+		if it.routing != "" {
+			b = append(b, `,"routing":`...)
+			b = pjson.AppendString(b, it.routing)
+		}
 		b = append(b, `,"_source":["event.hash"]}`...)
 		q.Write(b)
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -77,9 +78,9 @@ type fakeES struct {
 }
 
 type fakeItem struct {
-	Index, ID string
-	Doc       map[string]any
-	Raw       []byte
+	Index, ID, Routing string
+	Doc                map[string]any
+	Raw                []byte
 }
 
 // fakeAnswer is a scripted answer: a whole-request status (with a body and Retry-After), or per item
@@ -130,8 +131,9 @@ func (f *fakeES) bulk(w http.ResponseWriter, body []byte) {
 	for sc.Scan() {
 		var action struct {
 			Create struct {
-				Index string `json:"_index"`
-				ID    string `json:"_id"`
+				Index   string `json:"_index"`
+				ID      string `json:"_id"`
+				Routing string `json:"routing"`
 			} `json:"create"`
 		}
 		if err := json.Unmarshal(sc.Bytes(), &action); err != nil {
@@ -142,7 +144,7 @@ func (f *fakeES) bulk(w http.ResponseWriter, body []byte) {
 			http.Error(w, `{"error":{"type":"illegal_argument_exception"},"status":400}`, http.StatusBadRequest)
 			return
 		}
-		it := fakeItem{Index: action.Create.Index, ID: action.Create.ID, Raw: append([]byte(nil), sc.Bytes()...)}
+		it := fakeItem{Index: action.Create.Index, ID: action.Create.ID, Routing: action.Create.Routing, Raw: append([]byte(nil), sc.Bytes()...)}
 		json.Unmarshal(it.Raw, &it.Doc)
 		items = append(items, it)
 	}
@@ -167,7 +169,12 @@ func (f *fakeES) bulk(w http.ResponseWriter, body []byte) {
 			out = append(out, fmt.Sprintf(`{"create":{"status":%d,"error":{"type":%q,"reason":"scripted"}}}`, ia.Status, ia.Type))
 			continue
 		}
-		key := it.Index + "/" + it.ID
+		if it.Routing == "" && !strings.HasSuffix(it.Index, "quarantine") {
+			// The partitions' mapping requires _routing.
+			out = append(out, `{"create":{"status":400,"error":{"type":"routing_missing_exception","reason":"routing is required"}}}`)
+			continue
+		}
+		key := it.Index + "/" + it.Routing + "/" + it.ID
 		if _, ok := f.docs[key]; ok {
 			out = append(out, `{"create":{"status":409,"error":{"type":"version_conflict_engine_exception","reason":"document already exists"}}}`)
 			continue
@@ -181,8 +188,9 @@ func (f *fakeES) bulk(w http.ResponseWriter, body []byte) {
 func (f *fakeES) mget(w http.ResponseWriter, body []byte) {
 	var req struct {
 		Docs []struct {
-			Index string `json:"_index"`
-			ID    string `json:"_id"`
+			Index   string `json:"_index"`
+			ID      string `json:"_id"`
+			Routing string `json:"routing"`
 		} `json:"docs"`
 	}
 	json.Unmarshal(body, &req)
@@ -190,7 +198,7 @@ func (f *fakeES) mget(w http.ResponseWriter, body []byte) {
 	defer f.mu.Unlock()
 	var out []any
 	for _, d := range req.Docs {
-		src, ok := f.docs[d.Index+"/"+d.ID]
+		src, ok := f.docs[d.Index+"/"+d.Routing+"/"+d.ID]
 		if !ok {
 			out = append(out, map[string]any{"found": false})
 			continue
@@ -200,13 +208,14 @@ func (f *fakeES) mget(w http.ResponseWriter, body []byte) {
 	json.NewEncoder(w).Encode(map[string]any{"docs": out})
 }
 
-// stored returns the stored documents of the indices whose names end with suffix.
-func (f *fakeES) stored(suffix string) []map[string]any {
+// stored returns the stored events of a team, or with "quarantine" the quarantine documents.
+func (f *fakeES) stored(team string) []map[string]any {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []map[string]any
 	for k, d := range f.docs {
-		if strings.HasSuffix(k[:strings.IndexByte(k, '/')], suffix) {
+		quarantine := strings.HasSuffix(k[:strings.IndexByte(k, '/')], "quarantine")
+		if team == "quarantine" && quarantine || !quarantine && d["team_id"] == team {
 			out = append(out, d)
 		}
 	}
@@ -245,8 +254,8 @@ func TestFakeRedeliveryIsADuplicate(t *testing.T) {
 	ld := normalized(t, rawEvent(7, "job_created", ""), rawEvent(8, "job_created", ""))
 	require.NoError(t, e.pushLogs(context.Background(), ld))
 	require.NoError(t, e.pushLogs(context.Background(), ld))
-	assert.Len(t, f.stored("audit-7"), 1)
-	assert.Len(t, f.stored("audit-8"), 1)
+	assert.Len(t, f.stored("7"), 1)
+	assert.Len(t, f.stored("8"), 1)
 	assert.Empty(t, f.stored("quarantine"), "a redelivery is a verified duplicate, not a conflict")
 }
 
@@ -259,7 +268,7 @@ func TestFakeReusedIDIsQuarantinedAsConflict(t *testing.T) {
 		ld.ResourceLogs().At(0).ScopeLogs().At(0).LogRecords().At(0).Attributes().PutStr(audit.AttrID, "reused")
 		require.NoError(t, e.pushLogs(context.Background(), ld))
 	}
-	assert.Len(t, f.stored("audit-7"), 1)
+	assert.Len(t, f.stored("7"), 1)
 	q := f.stored("quarantine")
 	require.Len(t, q, 1, "the second event is kept, in quarantine")
 	assert.Equal(t, []string{audit.ProblemIDConflict}, quarantineReasons(q))
@@ -289,8 +298,8 @@ func TestFakeTransientItemErrorsAreRetried(t *testing.T) {
 			e := fakeExporter(t, f)
 			err := e.pushLogs(context.Background(), normalized(t, rawEvent(7, "job_created", ""), rawEvent(8, "job_created", "")))
 			require.NoError(t, err)
-			assert.Len(t, f.stored("audit-7"), 1)
-			assert.Len(t, f.stored("audit-8"), 1)
+			assert.Len(t, f.stored("7"), 1)
+			assert.Len(t, f.stored("8"), 1)
 			assert.Empty(t, f.stored("quarantine"))
 		})
 	}
@@ -323,7 +332,7 @@ func TestFakeQuarantineThatWaitsIsRetried(t *testing.T) {
 			var failed consumererror.Logs
 			require.ErrorAs(t, err, &failed)
 			assert.Equal(t, 1, failed.Data().LogRecordCount(), "only the quarantine record waits")
-			assert.Len(t, f.stored("audit-7"), 1)
+			assert.Len(t, f.stored("7"), 1)
 			f.script = nil
 			require.NoError(t, e.pushLogs(context.Background(), failed.Data()))
 			assert.Len(t, f.stored("quarantine"), 1)
@@ -341,8 +350,8 @@ func TestFakeDocumentFaultIsQuarantined(t *testing.T) {
 	}
 	e := fakeExporter(t, f)
 	require.NoError(t, e.pushLogs(context.Background(), normalized(t, rawEvent(7, "job_created", ""), rawEvent(8, "job_created", ""))))
-	assert.Len(t, f.stored("audit-7"), 1)
-	assert.Empty(t, f.stored("audit-8"))
+	assert.Len(t, f.stored("7"), 1)
+	assert.Empty(t, f.stored("8"))
 	q := f.stored("quarantine")
 	require.Len(t, q, 1)
 	assert.Equal(t, "document_parsing_exception", q[0]["quarantine"].(map[string]any)["error_type"])
@@ -372,7 +381,7 @@ func TestFakeWholeRequest400Bisects(t *testing.T) {
 		if i+1 == 13 {
 			want = 0
 		}
-		assert.Len(t, f.stored(fmt.Sprintf("audit-%d", i+1)), want, "team %d", i+1)
+		assert.Len(t, f.stored(strconv.Itoa(i+1)), want, "team %d", i+1)
 	}
 	q := f.stored("quarantine")
 	require.Len(t, q, 1)
@@ -393,7 +402,7 @@ func TestFake413Splits(t *testing.T) {
 		bodies = append(bodies, rawEvent(7, "job_created", fmt.Sprintf(`,"metadata":{"n":%d}`, i)))
 	}
 	require.NoError(t, e.pushLogs(context.Background(), normalized(t, bodies...)))
-	assert.Len(t, f.stored("audit-7"), 9)
+	assert.Len(t, f.stored("7"), 9)
 	assert.Empty(t, f.stored("quarantine"))
 }
 

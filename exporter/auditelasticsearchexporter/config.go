@@ -12,7 +12,7 @@ import (
 	"go.opentelemetry.io/collector/config/configretry"
 	"go.opentelemetry.io/collector/exporter/exporterhelper"
 
-	"github.com/auditpipe/auditpipe/audit"
+	"github.com/auditpipe/auditpipe/internal/layout"
 )
 
 // Config is the exporter's configuration.
@@ -27,10 +27,12 @@ type Config struct {
 	Password configopaque.String `mapstructure:"password"`
 	APIKey   configopaque.String `mapstructure:"api_key"`
 
-	// IndexPrefix is prepended to the team id to name a team's index: audit-191796.
+	// IndexPrefix starts the name of every index the exporter writes: audit-shared.standard.2026-11.
 	IndexPrefix string `mapstructure:"index_prefix"`
 	// QuarantineIndex receives invalid events and events Elasticsearch refuses, with the reasons.
 	QuarantineIndex string `mapstructure:"quarantine_index"`
+	// Layout maps each team's events to their partitions: tiers, periods, retention (internal/layout).
+	Layout layout.Config `mapstructure:"layout"`
 	// Template controls the index templates the exporter installs at start.
 	Template TemplateConfig `mapstructure:"template"`
 
@@ -83,8 +85,9 @@ func createDefaultConfig() *Config {
 	http.Timeout = 90 * time.Second
 	return &Config{
 		ClientConfig:     http,
-		IndexPrefix:      "audit-",
-		QuarantineIndex:  "audit-quarantine",
+		IndexPrefix:      layout.DefaultPrefix,
+		QuarantineIndex:  layout.DefaultQuarantine,
+		Layout:           layout.NewDefaultConfig(),
 		Template:         TemplateConfig{Install: true, Shards: 1, Replicas: 1, RefreshInterval: "1s"},
 		MaxDocumentBytes: 1 << 20,
 		Flush:            FlushConfig{Bytes: 5 << 20},
@@ -100,6 +103,11 @@ func defaultBackOff() configretry.BackOffConfig {
 	b := configretry.NewDefaultBackOffConfig()
 	b.MaxElapsedTime = 0
 	return b
+}
+
+// layout validates and compiles the index names and the layout.
+func (c *Config) layout() (*layout.Layout, error) {
+	return layout.New(c.IndexPrefix, c.QuarantineIndex, c.Layout)
 }
 
 // endpoints returns the configured URLs: endpoints, else endpoint.
@@ -132,11 +140,8 @@ func (c *Config) Validate() error {
 	if (c.User == "") != (c.Password == "") {
 		errs = append(errs, errors.New("user: user and password go together"))
 	}
-	if err := audit.CheckIndexName(c.IndexPrefix + "x"); err != nil || c.IndexPrefix == "" {
-		errs = append(errs, fmt.Errorf("index_prefix: %q must be a non-empty lowercase index name prefix (%v)", c.IndexPrefix, err))
-	}
-	if err := audit.CheckIndexName(c.QuarantineIndex); err != nil {
-		errs = append(errs, fmt.Errorf("quarantine_index: %w", err))
+	if _, err := c.layout(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Template.Shards < 1 {
 		errs = append(errs, fmt.Errorf("template.shards: %d, must be at least 1", c.Template.Shards))

@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/collector/confmap/confmaptest"
 
 	"github.com/auditpipe/auditpipe/exporter/auditelasticsearchexporter/internal/metadata"
+	"github.com/auditpipe/auditpipe/internal/layout"
 )
 
 func loadConfig(t *testing.T, name string) *Config {
@@ -46,7 +47,12 @@ func TestLoadConfig(t *testing.T) {
 	assert.Equal(t, ItemRetryConfig{MaxAttempts: 3, InitialInterval: 50 * time.Millisecond, MaxInterval: time.Second}, full.ItemRetry)
 	require.NotNil(t, full.QueueConfig.Get().StorageID)
 	assert.Equal(t, "file_storage", full.QueueConfig.Get().StorageID.String())
-	assert.Contains(t, string(full.templates()["tenant-audit-events"]), `"lifecycle":{"name":"audit-365d"}`)
+	lay, err := full.layout()
+	require.NoError(t, err)
+	assert.Contains(t, string(full.templates(lay)["tenant-audit-events"]), `"lifecycle":{"name":"audit-365d"}`)
+	assert.Equal(t, layout.Year, full.Layout.Period)
+	assert.Equal(t, "tenant-audit-dedicated.191796.legal.2027", lay.Index("191796", time.Date(2027, 3, 1, 0, 0, 0, 0, time.UTC)))
+	assert.Equal(t, "tenant-audit-shared.standard.2026", lay.Index("191796", time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)))
 }
 
 func TestConfigErrorsNameTheirKey(t *testing.T) {
@@ -62,6 +68,9 @@ func TestConfigErrorsNameTheirKey(t *testing.T) {
 		`template.refresh_interval: "soon" is not a duration`,
 		`max_document_bytes: 10, must be at least 1024`,
 		`item_retry.max_attempts: 0, must be at least 2`,
+		`layout.period: "weekly"`,
+		`layout.teams[0]: tier: "private"`,
+		`layout.retention.default: "forever"`,
 	} {
 		assert.Contains(t, err.Error(), want)
 	}
@@ -71,8 +80,11 @@ func TestConfigErrorsNameTheirKey(t *testing.T) {
 
 func TestTemplatesMatchTheirIndices(t *testing.T) {
 	cfg := createDefaultConfig()
-	tpl := cfg.templates()
+	lay, err := cfg.layout()
+	require.NoError(t, err)
+	tpl := cfg.templates(lay)
 	require.Len(t, tpl, 2)
+	assert.Contains(t, string(tpl["audit-events"]), `"_routing": {"required": true}`)
 	assert.Contains(t, string(tpl["audit-events"]), `"index_patterns":["audit-*"]`)
 	assert.Contains(t, string(tpl["audit-quarantine-index"]), `"index_patterns":["audit-quarantine"]`)
 }

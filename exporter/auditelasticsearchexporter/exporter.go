@@ -24,6 +24,7 @@ import (
 
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/exporter/auditelasticsearchexporter/internal/metadata"
+	"github.com/auditpipe/auditpipe/internal/layout"
 )
 
 // Outcomes of otelcol_exporter_audit_documents. There is no "failed": a record that is not stored
@@ -37,6 +38,7 @@ const (
 
 type auditExporter struct {
 	cfg       *Config
+	layout    *layout.Layout
 	set       exporter.Settings
 	catalog   *audit.Catalog
 	telemetry *metadata.TelemetryBuilder
@@ -47,15 +49,22 @@ type auditExporter struct {
 	bufs      sync.Pool
 	// templatesOK is set once the templates are known to be installed.
 	templatesOK atomic.Bool
+	// stopPurge ends the retention loop (retention.go).
+	stopPurge context.CancelFunc
+	purgeDone chan struct{}
 }
 
 func newExporter(set exporter.Settings, cfg *Config) (*auditExporter, error) {
+	lay, err := cfg.layout()
+	if err != nil {
+		return nil, err
+	}
 	tb, err := metadata.NewTelemetryBuilder(set.TelemetrySettings)
 	if err != nil {
 		return nil, err
 	}
 	return &auditExporter{
-		cfg: cfg, set: set, catalog: audit.DefaultCatalog(), telemetry: tb, now: time.Now,
+		cfg: cfg, layout: lay, set: set, catalog: audit.DefaultCatalog(), telemetry: tb, now: time.Now,
 		bufs: sync.Pool{New: func() any { b := make([]byte, 0, 1<<20); return &b }},
 	}, nil
 }
@@ -87,19 +96,23 @@ func (e *auditExporter) start(ctx context.Context, host component.Host) error {
 			componentstatus.ReportStatus(host, componentstatus.NewRecoverableErrorEvent(err))
 		}
 	}
+	e.startPurge()
 	return nil
 }
 
 var errTemplatesPending = errors.New("index templates not installed")
 
 func (e *auditExporter) installTemplates(ctx context.Context) error {
-	installed, err := ensureTemplates(ctx, e.es, e.cfg.templates())
+	installed, err := ensureTemplates(ctx, e.es, e.cfg.templates(e.layout))
 	if err != nil {
 		return err
 	}
-	// A template applies to new indices only: an existing quarantine index gains the fields of this
-	// version here, or its strict mapping would refuse every new quarantine document.
-	if err := putMapping(ctx, e.es, e.cfg.QuarantineIndex, QuarantineMappings); err != nil {
+	// A template applies to new indices only: existing partitions and the quarantine index gain the
+	// fields of this version here, or their strict mappings would refuse the new documents.
+	if err := putMapping(ctx, e.es, e.layout.PartitionPatterns(), eventProperties()); err != nil {
+		return err
+	}
+	if err := putMapping(ctx, e.es, []string{e.cfg.QuarantineIndex}, QuarantineMappings); err != nil {
 		return err
 	}
 	if len(installed) > 0 {
@@ -110,6 +123,7 @@ func (e *auditExporter) installTemplates(ctx context.Context) error {
 }
 
 func (e *auditExporter) shutdown(context.Context) error {
+	e.stopPurgeLoop()
 	if e.http != nil {
 		e.http.CloseIdleConnections()
 	}
@@ -121,14 +135,16 @@ func (e *auditExporter) shutdown(context.Context) error {
 
 // item is one document of an export: where it goes and which record it came from.
 type item struct {
-	rl    plog.ResourceLogs
-	sl    plog.ScopeLogs
-	lr    plog.LogRecord
-	index string
-	id    string // the document _id
-	hash  string // event.hash of an event document
-	doc   []byte
-	q     *quarantine // set for a quarantine document
+	rl      plog.ResourceLogs
+	sl      plog.ScopeLogs
+	lr      plog.LogRecord
+	index   string
+	id      string // the document _id
+	routing string // the team of an event document
+	eventID string // event.id
+	hash    string // event.hash of an event document
+	doc     []byte
+	q       *quarantine // set for a quarantine document
 	// what Elasticsearch said of a refused document, and the hash stored under its id on a conflict
 	errType, errReason string
 	storedHash         string
@@ -207,9 +223,10 @@ func (e *auditExporter) prepare(rl plog.ResourceLogs, sl plog.ScopeLogs, lr plog
 		e.toQuarantine(it, quarantine{stage: stageValidation, reasons: []string{audit.FormatProblem(reason, detail)}}, ingested)
 		return it, arena
 	}
-	it.index = e.cfg.IndexPrefix + ev.teamID
-	it.id = ev.id
-	it.hash = ev.hash
+	if code, detail := e.place(it, ev, lr.Timestamp().AsTime(), ingested); code != "" {
+		e.toQuarantine(it, quarantine{stage: stageValidation, reasons: []string{audit.FormatProblem(code, detail)}, teamID: ev.teamID, index: it.index}, ingested)
+		return it, arena
+	}
 	start := len(arena)
 	arena = e.appendEventDoc(arena, ev, lr, rl.Resource(), ingested)
 	it.doc = arena[start:len(arena):len(arena)]
@@ -298,26 +315,6 @@ func (e *auditExporter) deliver(ctx context.Context, items []*item, ingested tim
 		pending = next
 	}
 	return nil, nil
-}
-
-// createMissing creates the indices that items were refused for as missing: where automatic index
-// creation is restricted, the exporter creates its indices itself (the templates apply as usual).
-func (e *auditExporter) createMissing(ctx context.Context, items []*item) {
-	done := map[string]bool{}
-	for _, it := range items {
-		if it.errType != "index_not_found_exception" || done[it.index] {
-			continue
-		}
-		done[it.index] = true
-		res, err := e.es.Indices.Create(it.index, e.es.Indices.Create.WithContext(ctx))
-		if err != nil {
-			continue
-		}
-		res.Body.Close()
-		if res.IsError() && res.StatusCode != http.StatusBadRequest { // 400: it exists by now
-			e.set.Logger.Warn("could not create a missing index", zap.String("index", it.index), zap.String("status", res.Status()))
-		}
-	}
 }
 
 // retryError describes the documents still waiting after a pass, by the first one's error.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -96,7 +97,7 @@ func TestRealTimestampsOutOfRangeAreQuarantinedAtIngestTime(t *testing.T) {
 		require.NoError(t, err)
 		assert.True(t, ts.After(before), "timed at ingest: %s", ts)
 	}
-	assert.Empty(t, indexCounts(t, cfg)[cfg.IndexPrefix+"7"])
+	assert.Empty(t, teamCounts(t, cfg)["7"])
 }
 
 // TestRealQuarantineUnavailableIsRetried: a quarantine index that is write-blocked, closed, or
@@ -156,7 +157,7 @@ func TestRealQuarantineUnavailableIsRetried(t *testing.T) {
 				want = 1 // the first went with the deleted index
 			}
 			assert.Len(t, quarantined(t, cfg), want, "each bad record quarantined once")
-			assert.Equal(t, 1, indexCounts(t, cfg)[cfg.IndexPrefix+"9"])
+			assert.Equal(t, 1, teamCounts(t, cfg)["9"])
 		})
 	}
 }
@@ -171,13 +172,13 @@ func TestRealReusedIDs(t *testing.T) {
 		require.NoError(t, e.pushLogs(context.Background(), ld))
 		require.NoError(t, e.pushLogs(context.Background(), ld), "a redelivery of either changes nothing")
 	}
-	assert.Equal(t, 1, indexCounts(t, cfg)[cfg.IndexPrefix+"7"])
+	assert.Equal(t, 1, teamCounts(t, cfg)["7"])
 	q := quarantined(t, cfg)
 	require.Len(t, q, 1)
 	assert.Equal(t, []string{audit.ProblemIDConflict}, reasonsOf(q[0]))
 	meta := q[0].Source["quarantine"].(map[string]any)
 	assert.NotEqual(t, meta["hash"], meta["stored_hash"])
-	stored := search(t, cfg.IndexPrefix+"7")[0].Source["event"].(map[string]any)["hash"]
+	stored := searchTeam(t, cfg, "7")[0].Source["event"].(map[string]any)["hash"]
 	assert.Equal(t, stored, meta["stored_hash"])
 
 	ld := normalized(t, rawEvent(11, "Not An Action", ""), rawEvent(12, "Not An Action", ""))
@@ -208,7 +209,7 @@ func TestRealEventsApartByObservedTime(t *testing.T) {
 	ld = processed(t, ld)
 	require.NoError(t, e.pushLogs(context.Background(), ld))
 	require.NoError(t, e.pushLogs(context.Background(), ld), "redelivered: same ids")
-	assert.Equal(t, 2, indexCounts(t, cfg)[cfg.IndexPrefix+"7"])
+	assert.Equal(t, 2, teamCounts(t, cfg)["7"])
 }
 
 // TestRealPoisonIDAmongOtherTeams: an id of 200 bytes of invalid UTF-8 (as OTLP/protobuf can carry)
@@ -231,12 +232,12 @@ func TestRealPoisonIDAmongOtherTeams(t *testing.T) {
 		}
 	}
 	require.NoError(t, e.pushLogs(context.Background(), processed(t, ld)))
-	counts := indexCounts(t, cfg)
+	counts := teamCounts(t, cfg)
 	for i := 1; i <= 21; i++ {
-		assert.Equal(t, 1, counts[fmt.Sprintf("%s%d", cfg.IndexPrefix, i)], "team %d", i)
+		assert.Equal(t, 1, counts[strconv.Itoa(i)], "team %d", i)
 	}
 	want, _ := audit.SafeID(strings.Repeat("\xff", 200))
-	assert.Equal(t, want, search(t, cfg.IndexPrefix+"11")[0].ID)
+	assert.Equal(t, "11:"+want, searchTeam(t, cfg, "11")[0].ID)
 	assert.Empty(t, quarantined(t, cfg))
 }
 
@@ -263,13 +264,13 @@ func TestRealWholeRequest400IsBisected(t *testing.T) {
 	failed, err := e.deliver(context.Background(), items, time.Now())
 	require.NoError(t, err)
 	require.Empty(t, failed)
-	counts := indexCounts(t, cfg)
+	counts := teamCounts(t, cfg)
 	for i := 1; i <= 21; i++ {
 		want := 1
 		if i == 11 {
 			want = 0
 		}
-		assert.Equal(t, want, counts[fmt.Sprintf("%s%d", cfg.IndexPrefix, i)], "team %d", i)
+		assert.Equal(t, want, counts[strconv.Itoa(i)], "team %d", i)
 	}
 	q := quarantined(t, cfg)
 	require.Len(t, q, 1)

@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog"
 
 	"github.com/auditpipe/auditpipe/audit"
+	"github.com/auditpipe/auditpipe/internal/layout"
 	"github.com/auditpipe/auditpipe/internal/pjson"
 )
 
@@ -61,9 +62,9 @@ func FuzzPrepare(f *testing.F) {
 			}
 			return
 		}
-		team := it.index[len(cfg.IndexPrefix):]
-		if err := audit.CheckTeamID(team); err != nil || it.index == cfg.QuarantineIndex {
-			t.Fatalf("event document routed to %q", it.index)
+		team := it.routing
+		if err := audit.CheckTeamID(team); err != nil || it.index != e.layout.Index(team, lr.Timestamp().AsTime()) || it.id != layout.DocID(team, it.eventID) {
+			t.Fatalf("event document of team %q routed to %q as %q", team, it.index, it.id)
 		}
 		var doc struct {
 			TeamID string `json:"team_id"`

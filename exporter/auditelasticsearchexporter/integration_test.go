@@ -22,12 +22,14 @@ import (
 
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/internal/estest"
+	"github.com/auditpipe/auditpipe/internal/layout"
 	"github.com/auditpipe/auditpipe/processor/auditprocessor"
 )
 
 const seedSample = `{"action": "job_user_access_changed", "team_id": 191796, "actor": {"type": "user", "id": 445177, "metadata": {"email": "ann+oats@gem.com", "name": "Ann Samuelson"}}, "targets": [{"type": "job_user_access", "id": 107404, "metadata": {"job_id": 313520, "user_id": 506607, "access_level_id": 7349}}, {"type": "job", "id": 313520, "metadata": null}, {"type": "user", "id": 506607, "metadata": null}], "access_route": ["::1"], "remote_addr": "::1", "user_agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/138.0.0.0 Safari/537.36", "metadata": {"previous_access_level_id": 7347}}`
 
-var baseTime = time.Date(2025, 8, 1, 21, 0, 0, 0, time.UTC)
+// baseTime is an hour ago: test events are within every retention class.
+var baseTime = time.Now().UTC().Truncate(time.Second).Add(-time.Hour)
 
 // testConfig is an exporter configuration writing under a prefix unique to the test, to url (the
 // real node, or a proxy in front of it), with fast item retries.
@@ -40,8 +42,8 @@ func testConfig(tb testing.TB, url string) *Config {
 	}
 	cfg := createDefaultConfig()
 	cfg.Endpoints = []string{url}
-	cfg.IndexPrefix = prefix + "audit-"
-	cfg.QuarantineIndex = prefix + "audit-quarantine"
+	cfg.IndexPrefix = prefix + layout.DefaultPrefix
+	cfg.QuarantineIndex = prefix + layout.DefaultQuarantine
 	cfg.Template.Replicas = 0
 	cfg.ItemRetry.InitialInterval = 10 * time.Millisecond
 	cfg.ItemRetry.MaxInterval = 50 * time.Millisecond
@@ -125,39 +127,65 @@ func refresh(t *testing.T, prefix string) {
 	res.Body.Close()
 }
 
-// indexCounts returns the document count of every index under the exporter's prefix.
-func indexCounts(t *testing.T, cfg *Config) map[string]int {
+// teamCounts returns the number of stored events of every team, and the number of quarantine
+// documents under the quarantine index's name. It checks the layout on the way: each event is in the
+// index the layout gives for its team and time, routed by its team, under its team-scoped _id.
+func teamCounts(t *testing.T, cfg *Config) map[string]int {
 	t.Helper()
 	refresh(t, cfg.IndexPrefix)
-	var rows []struct {
-		Index string `json:"index"`
-		Count string `json:"docs.count"`
-	}
-	esGet(t, "/_cat/indices/"+cfg.IndexPrefix+"*?format=json&h=index,docs.count&expand_wildcards=all", &rows)
+	lay, err := cfg.layout()
+	require.NoError(t, err)
 	out := map[string]int{}
-	for _, r := range rows {
-		var n int
-		fmt.Sscan(r.Count, &n)
-		out[r.Index] = n
+	for _, h := range searchBody(t, strings.Join(lay.ReadIndices(), ","), `{"size":10000,"_source":["team_id","@timestamp","event.id"]}`) {
+		team, _ := h.Source["team_id"].(string)
+		ts, err := time.Parse(time.RFC3339Nano, h.Source["@timestamp"].(string))
+		require.NoError(t, err)
+		assert.Equal(t, lay.Index(team, ts), h.Index, "event %s of team %s", h.ID, team)
+		assert.Equal(t, team, h.Routing, "event %s", h.ID)
+		assert.Equal(t, layout.DocID(team, h.Source["event"].(map[string]any)["id"].(string)), h.ID)
+		out[team]++
+	}
+	if n := len(search(t, cfg.QuarantineIndex)); n > 0 {
+		out[cfg.QuarantineIndex] = n
 	}
 	return out
 }
 
 type hit struct {
-	ID     string         `json:"_id"`
-	Source map[string]any `json:"_source"`
+	Index   string         `json:"_index"`
+	Routing string         `json:"_routing"`
+	ID      string         `json:"_id"`
+	Source  map[string]any `json:"_source"`
 }
 
 func search(t *testing.T, index string) []hit {
 	t.Helper()
-	refresh(t, index)
-	var res struct {
+	return searchBody(t, index, `{"size":10000,"sort":["@timestamp"]}`)
+}
+
+// searchTeam returns a team's events, wherever the layout put them, in time order.
+func searchTeam(t *testing.T, cfg *Config, team string) []hit {
+	t.Helper()
+	lay, err := cfg.layout()
+	require.NoError(t, err)
+	return searchBody(t, strings.Join(lay.ReadIndices(), ","), fmt.Sprintf(`{"size":10000,"sort":["@timestamp"],"query":{"term":{"team_id":%q}}}`, team))
+}
+
+func searchBody(t *testing.T, indices, body string) []hit {
+	t.Helper()
+	refresh(t, strings.Split(indices, ",")[0])
+	res, err := http.Post(estest.URL(t)+"/"+indices+"/_search?ignore_unavailable=true&allow_no_indices=true", "application/json", strings.NewReader(body))
+	require.NoError(t, err)
+	defer res.Body.Close()
+	var out struct {
 		Hits struct {
 			Hits []hit `json:"hits"`
 		} `json:"hits"`
 	}
-	esGet(t, "/"+index+"/_search?size=1000&sort=@timestamp", &res)
-	return res.Hits.Hits
+	b, _ := io.ReadAll(res.Body)
+	require.Equal(t, http.StatusOK, res.StatusCode, string(b))
+	require.NoError(t, json.Unmarshal(b, &out))
+	return out.Hits.Hits
 }
 
 func TestTeamsLandInExactlyTheirOwnIndices(t *testing.T) {
@@ -171,11 +199,11 @@ func TestTeamsLandInExactlyTheirOwnIndices(t *testing.T) {
 	)
 	require.NoError(t, e.pushLogs(context.Background(), ld))
 	assert.Equal(t, map[string]int{
-		cfg.IndexPrefix + "191796":    2,
-		cfg.IndexPrefix + "7":         1,
-		cfg.IndexPrefix + "acme-corp": 2,
-	}, indexCounts(t, cfg))
-	for _, h := range search(t, cfg.IndexPrefix+"acme-corp") {
+		"191796":    2,
+		"7":         1,
+		"acme-corp": 2,
+	}, teamCounts(t, cfg))
+	for _, h := range searchTeam(t, cfg, "acme-corp") {
 		assert.Equal(t, "acme-corp", h.Source["team_id"])
 	}
 }
@@ -185,14 +213,14 @@ func TestSeedSampleDocument(t *testing.T) {
 	ld := normalized(t, seedSample)
 	id, _ := ld.ResourceLogs().At(0).ScopeLogs().At(0).LogRecords().At(0).Attributes().Get(audit.AttrID)
 	require.NoError(t, e.pushLogs(context.Background(), ld))
-	hits := search(t, cfg.IndexPrefix+"191796")
+	hits := searchTeam(t, cfg, "191796")
 	require.Len(t, hits, 1)
-	assert.Equal(t, id.Str(), hits[0].ID)
+	assert.Equal(t, "191796:"+id.Str(), hits[0].ID)
 	doc := hits[0].Source
 	ingested := doc["event"].(map[string]any)["ingested"]
 	assert.NotEmpty(t, ingested)
 	delete(doc["event"].(map[string]any), "ingested")
-	want := `{"@timestamp":"2025-08-01T21:00:00Z","action":"job_user_access_changed","team_id":"191796",
+	want := `{"@timestamp":"` + baseTime.Format(time.RFC3339) + `","action":"job_user_access_changed","team_id":"191796",
 	"actor":{"type":"user","id":"445177","metadata":{"email":"ann+oats@gem.com","name":"Ann Samuelson"}},
 	"targets":[{"type":"job_user_access","id":"107404","metadata":{"job_id":313520,"user_id":506607,"access_level_id":7349}},{"type":"job","id":"313520"},{"type":"user","id":"506607"}],
 	"access_route":["::1"],"remote_addr":"::1","user_agent":"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/138.0.0.0 Safari/537.36",
@@ -206,9 +234,8 @@ func TestSeedSampleDocument(t *testing.T) {
 	assert.Equal(t, wantDoc, doc)
 
 	// The document is findable by the fields engineers use.
-	var count struct{ Count int }
-	esGet(t, "/"+cfg.IndexPrefix+"191796/_count?q=targets.id:506607%20AND%20user.email:%22ann%2Boats@gem.com%22%20AND%20metadata.previous_access_level_id:7347", &count)
-	assert.Equal(t, 1, count.Count)
+	found := searchBody(t, hits[0].Index, `{"query":{"query_string":{"query":"team_id:191796 AND targets.id:506607 AND user.email:\"ann+oats@gem.com\" AND metadata.previous_access_level_id:7347"}}}`)
+	assert.Len(t, found, 1)
 }
 
 func TestHostileTeamIDsCreateNoIndexAndAreQuarantined(t *testing.T) {
@@ -228,8 +255,10 @@ func TestHostileTeamIDsCreateNoIndexAndAreQuarantined(t *testing.T) {
 		b.PutEmptyMap("actor").PutStr("type", "system")
 	}
 	require.NoError(t, e.pushLogs(context.Background(), ld))
-	counts := indexCounts(t, cfg)
-	assert.Equal(t, map[string]int{cfg.QuarantineIndex: 9}, counts, "only the quarantine index exists")
+	counts := teamCounts(t, cfg)
+	// "quarantine" is a valid team id: its events go to a partition like any team's, never to the
+	// quarantine index.
+	assert.Equal(t, map[string]int{cfg.QuarantineIndex: 8, "quarantine": 1}, counts)
 	reasons := map[string]int{}
 	for _, h := range search(t, cfg.QuarantineIndex) {
 		q := h.Source["quarantine"].(map[string]any)
@@ -239,7 +268,7 @@ func TestHostileTeamIDsCreateNoIndexAndAreQuarantined(t *testing.T) {
 		}
 		assert.NotEmpty(t, h.Source["record"].(map[string]any)["body"])
 	}
-	assert.Equal(t, map[string]int{"invalid_team_id": 8, "reserved_team_id": 1}, reasons)
+	assert.Equal(t, map[string]int{"invalid_team_id": 8}, reasons)
 }
 
 func TestSameBatchTwiceIsStoredOnce(t *testing.T) {
@@ -249,7 +278,7 @@ func TestSameBatchTwiceIsStoredOnce(t *testing.T) {
 	ld.CopyTo(again)
 	require.NoError(t, e.pushLogs(context.Background(), ld))
 	require.NoError(t, e.pushLogs(context.Background(), again))
-	assert.Equal(t, map[string]int{cfg.IndexPrefix + "191796": 1, cfg.IndexPrefix + "7": 1, cfg.QuarantineIndex: 1}, indexCounts(t, cfg))
+	assert.Equal(t, map[string]int{"191796": 1, "7": 1, cfg.QuarantineIndex: 1}, teamCounts(t, cfg))
 }
 
 func TestConflictingMetadataTypesAndInvalidIPsIndex(t *testing.T) {
@@ -265,8 +294,8 @@ func TestConflictingMetadataTypesAndInvalidIPsIndex(t *testing.T) {
 		rawEvent(7, "user_login_failed", `,"remote_addr":"not-an-ip","access_route":["unknown","203.0.113.5"]`),
 	)
 	require.NoError(t, e.pushLogs(context.Background(), ld))
-	assert.Equal(t, map[string]int{cfg.IndexPrefix + "7": 8}, indexCounts(t, cfg))
-	hits := search(t, cfg.IndexPrefix+"7")
+	assert.Equal(t, map[string]int{"7": 8}, teamCounts(t, cfg))
+	hits := searchTeam(t, cfg, "7")
 	last := hits[len(hits)-1].Source
 	assert.Equal(t, "not-an-ip", last["remote_addr"])
 	assert.Nil(t, last["source"], "an invalid IP never reaches an ip field")
@@ -280,13 +309,13 @@ func TestOversizedDocumentIsQuarantinedAndItsBatchMatesIndex(t *testing.T) {
 	huge := strings.Repeat("x", 200<<10)
 	ld := normalized(t, rawEvent(7, "job_created", ""), rawEvent(7, "job_updated", `,"metadata":{"blob":"`+huge+`"}`), rawEvent(8, "job_created", ""))
 	require.NoError(t, e.pushLogs(context.Background(), ld))
-	assert.Equal(t, map[string]int{cfg.IndexPrefix + "7": 1, cfg.IndexPrefix + "8": 1, cfg.QuarantineIndex: 1}, indexCounts(t, cfg))
+	assert.Equal(t, map[string]int{"7": 1, "8": 1, cfg.QuarantineIndex: 1}, teamCounts(t, cfg))
 	q := search(t, cfg.QuarantineIndex)[0].Source
 	reasons := q["quarantine"].(map[string]any)["reasons"].([]any)
 	require.Len(t, reasons, 1)
 	assert.True(t, strings.HasPrefix(reasons[0].(string), "document_too_large: the document is "), reasons[0])
 	assert.Equal(t, true, q["record"].(map[string]any)["truncated"])
-	assert.Equal(t, cfg.IndexPrefix+"7", q["quarantine"].(map[string]any)["index"])
+	assert.Equal(t, searchTeam(t, cfg, "7")[0].Index, q["quarantine"].(map[string]any)["index"])
 }
 
 func TestRejectedDocumentIsQuarantinedWithElasticsearchsReason(t *testing.T) {
@@ -296,8 +325,8 @@ func TestRejectedDocumentIsQuarantinedWithElasticsearchsReason(t *testing.T) {
 	deep := strings.Repeat(`{"a":`, 25) + "1" + strings.Repeat("}", 25)
 	ld := normalized(t, rawEvent(7, "job_created", ""), rawEvent(7, "job_updated", `,"metadata":{"x":`+deep+`}`))
 	require.NoError(t, e.pushLogs(context.Background(), ld))
-	counts := indexCounts(t, cfg)
-	assert.Equal(t, 1, counts[cfg.IndexPrefix+"7"], "the shallow event is indexed")
+	counts := teamCounts(t, cfg)
+	assert.Equal(t, 1, counts["7"], "the shallow event is indexed")
 	q := quarantined(t, cfg)
 	require.Len(t, q, 1, "the deep one is quarantined")
 	meta := q[0].Source["quarantine"].(map[string]any)
@@ -305,13 +334,13 @@ func TestRejectedDocumentIsQuarantinedWithElasticsearchsReason(t *testing.T) {
 	assert.Equal(t, []string{"rejected"}, reasonsOf(q[0]))
 	assert.Equal(t, "document_parsing_exception", meta["error_type"])
 	assert.Contains(t, meta["error_reason"], "failed to parse field [metadata] of type [flattened]")
-	assert.Equal(t, cfg.IndexPrefix+"7", meta["index"])
+	assert.Equal(t, searchTeam(t, cfg, "7")[0].Index, meta["index"])
 }
 
 func TestTemplateInstalledOnceAndOnVersionChange(t *testing.T) {
 	e, cfg := testExporter(t, "", nil)
 	ctx := context.Background()
-	installed, err := ensureTemplates(ctx, e.es, cfg.templates())
+	installed, err := ensureTemplates(ctx, e.es, cfg.templates(e.layout))
 	require.NoError(t, err)
 	assert.Empty(t, installed, "start already installed them; a second run changes nothing")
 
@@ -326,17 +355,17 @@ func TestTemplateInstalledOnceAndOnVersionChange(t *testing.T) {
 	assert.Equal(t, templateVersion, got.IndexTemplates[0].IndexTemplate.Version)
 
 	// An older version in the cluster is replaced.
-	old := bytes.Replace(cfg.templates()[cfg.IndexPrefix+"events"], []byte(fmt.Sprintf(`"version":%d`, templateVersion)), []byte(`"version":0`), 1)
+	old := bytes.Replace(cfg.templates(e.layout)[cfg.IndexPrefix+"events"], []byte(fmt.Sprintf(`"version":%d`, templateVersion)), []byte(`"version":0`), 1)
 	res, err := e.es.Indices.PutIndexTemplate(cfg.IndexPrefix+"events", bytes.NewReader(old))
 	require.NoError(t, err)
 	res.Body.Close()
-	installed, err = ensureTemplates(ctx, e.es, cfg.templates())
+	installed, err = ensureTemplates(ctx, e.es, cfg.templates(e.layout))
 	require.NoError(t, err)
 	assert.Equal(t, []string{cfg.IndexPrefix + "events"}, installed)
 
 	// A settings change is a new template too.
 	cfg.Template.RefreshInterval = "5s"
-	installed, err = ensureTemplates(ctx, e.es, cfg.templates())
+	installed, err = ensureTemplates(ctx, e.es, cfg.templates(e.layout))
 	require.NoError(t, err)
 	assert.ElementsMatch(t, []string{cfg.IndexPrefix + "events", cfg.QuarantineIndex + "-index"}, installed)
 }

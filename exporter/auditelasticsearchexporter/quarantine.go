@@ -20,7 +20,6 @@ const (
 	stageIndexing   = "indexing"
 
 	reasonNotNormalized   = "not_normalized"     // audit.status=valid but the body is not a canonical event
-	reasonReservedTeamID  = "reserved_team_id"   // the team's index would be the quarantine index
 	reasonDocumentTooBig  = "document_too_large" // larger than max_document_bytes
 	reasonRejected        = "rejected"           // Elasticsearch refused the document for its own fault
 	quarantinePreviewSize = 64 << 10             // how much of an oversized record the quarantine keeps
@@ -46,7 +45,7 @@ func (e *auditExporter) toQuarantine(it *item, q quarantine, ingested time.Time)
 	if q.teamID == "" {
 		q.teamID = canonical.QuarantineTeamID(lr)
 	}
-	eventID := it.id
+	eventID := it.eventID
 	if eventID == "" {
 		eventID, _ = audit.SafeID(strField(lr.Attributes(), audit.AttrID))
 	}
@@ -54,7 +53,7 @@ func (e *auditExporter) toQuarantine(it *item, q quarantine, ingested time.Time)
 		eventID = canonical.RecordHash(lr.Body(), lr.Attributes(), lr.Timestamp())
 	}
 	it.id = canonical.QuarantineID(lr)
-	it.index = e.cfg.QuarantineIndex
+	it.index, it.routing = e.cfg.QuarantineIndex, ""
 	it.q = &q
 	it.doc = appendQuarantineDoc(nil, eventID, q, lr, it.rl.Resource(), it.sl.Scope(), ingested, e.cfg.MaxDocumentBytes)
 }

@@ -12,22 +12,37 @@ import (
 	"strings"
 
 	"github.com/elastic/go-elasticsearch/v8"
+
+	"github.com/auditpipe/auditpipe/internal/layout"
 )
 
 // templateVersion is the version of the mappings below. Raise it whenever they change; the exporter
 // then reinstalls the templates at its next start. Other settings changes are caught by a hash.
 // Version 2 added the quarantine's hashes and the whole original record (timestamps, resource, scope)
-// for replay; the exporter adds those fields to an existing quarantine index too.
-const templateVersion = 2
+// for replay; the exporter adds those fields to an existing quarantine index too. Version 3 is the
+// partitioned layout: the team is the required _routing of every event.
+//
+// A template applies to the indices created after it, so a new mapping applies from the next
+// partition. Added fields reach the existing partitions too (installTemplates puts them); a changed
+// field type must wait for the next partition, and every reader keeps reading older partitions.
+const templateVersion = 3
 
 const keyword = `{"type":"keyword","ignore_above":1024}`
 
-// EventMappings is the team index mapping (exported for tools that check field references, such as
+// EventMappings is the partitions' mapping (exported for tools that check field references, such as
 // the Kibana saved objects test). dynamic:strict keeps every document to this exact shape;
-// metadata of any shape lives in flattened fields, which cannot conflict.
+// metadata of any shape lives in flattened fields, which cannot conflict. _routing is required: a
+// shared partition holds many teams, each on the shard its id routes to.
 const EventMappings = `{
   "dynamic": "strict",
-  "properties": {
+  "_routing": {"required": true},
+  "properties": ` + eventFields + `
+}`
+
+// eventProperties is EventMappings without _routing, which an existing index cannot change.
+func eventProperties() string { return `{"dynamic":"strict","properties":` + eventFields + `}` }
+
+const eventFields = `{
     "@timestamp": {"type": "date_nanos"},
     "action": ` + keyword + `,
     "team_id": ` + keyword + `,
@@ -64,8 +79,7 @@ const EventMappings = `{
       "action_description": {"type": "keyword", "index": false, "doc_values": false},
       "warnings": {"type": "keyword", "ignore_above": 1024}
     }}
-  }
-}`
+  }`
 
 // QuarantineMappings is the quarantine index mapping. It keeps the original record as unindexed text, so no input can break the mapping.
 const QuarantineMappings = `{
@@ -98,9 +112,9 @@ const QuarantineMappings = `{
   }
 }`
 
-// templates returns the two index templates: one for the team indices (prefix*) and one, of higher
-// priority, for the quarantine index, which the team pattern may also match.
-func (c *Config) templates() map[string][]byte {
+// templates returns the two index templates: one for the partitions (prefix*) and one, of higher
+// priority, for the quarantine index, which the partitions' pattern may also match.
+func (c *Config) templates(lay *layout.Layout) map[string][]byte {
 	settings := fmt.Sprintf(`{"number_of_shards":%d,"number_of_replicas":%d,"refresh_interval":%q`,
 		c.Template.Shards, c.Template.Replicas, c.Template.RefreshInterval)
 	teamSettings := settings
@@ -114,7 +128,7 @@ func (c *Config) templates() map[string][]byte {
 			pattern, priority, templateVersion, hex.EncodeToString(sum[:8]), settings+"}", mappings)
 	}
 	return map[string][]byte{
-		c.IndexPrefix + "events":     build(c.IndexPrefix+"*", 200, teamSettings, EventMappings),
+		c.IndexPrefix + "events":     build(lay.TemplatePattern(), 200, teamSettings, EventMappings),
 		c.QuarantineIndex + "-index": build(c.QuarantineIndex, 300, settings, QuarantineMappings),
 	}
 }
@@ -176,17 +190,18 @@ func ensureTemplates(ctx context.Context, es *elasticsearch.Client, templates ma
 	return installed, nil
 }
 
-// putMapping adds the fields of mappings to an existing index; an index that does not exist yet
+// putMapping adds the fields of mappings to existing indices; an index that does not exist yet
 // will get them from its template.
-func putMapping(ctx context.Context, es *elasticsearch.Client, index, mappings string) error {
-	res, err := es.Indices.PutMapping([]string{index}, strings.NewReader(mappings), es.Indices.PutMapping.WithContext(ctx))
+func putMapping(ctx context.Context, es *elasticsearch.Client, indices []string, mappings string) error {
+	res, err := es.Indices.PutMapping(indices, strings.NewReader(mappings), es.Indices.PutMapping.WithContext(ctx),
+		es.Indices.PutMapping.WithAllowNoIndices(true), es.Indices.PutMapping.WithIgnoreUnavailable(true))
 	if err != nil {
-		return fmt.Errorf("updating the mapping of %s: %w", index, err)
+		return fmt.Errorf("updating the mapping of %s: %w", indices, err)
 	}
 	b, _ := io.ReadAll(res.Body)
 	res.Body.Close()
 	if res.StatusCode == http.StatusNotFound || !res.IsError() {
 		return nil
 	}
-	return fmt.Errorf("updating the mapping of %s: %s", index, b)
+	return fmt.Errorf("updating the mapping of %s: %s", indices, b)
 }

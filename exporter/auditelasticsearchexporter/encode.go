@@ -40,9 +40,6 @@ func (e *auditExporter) readEvent(lr plog.LogRecord) (event, string, string) {
 	if err := audit.CheckTeamID(ev.teamID); err != nil {
 		return ev, audit.ProblemInvalidTeamID, "team_id " + err.Error()
 	}
-	if e.cfg.IndexPrefix+ev.teamID == e.cfg.QuarantineIndex {
-		return ev, reasonReservedTeamID, fmt.Sprintf("team %q would write to the quarantine index", ev.teamID)
-	}
 	ev.action = strField(ev.body, audit.FieldAction)
 	if err := audit.CheckActionName(ev.action); err != nil {
 		return ev, audit.ProblemMalformedAction, "action " + err.Error()
