@@ -7,10 +7,15 @@
 //	auditctl tail --team 191796 [--since 10m]
 //	auditctl quarantine list [--team T] [--reason unknown_action] [--since …] [--until …] [--limit 50]
 //	auditctl quarantine show --id <quarantine id>
-//	auditctl quarantine replay [filters] [--config collector.yaml] --operator you@example.com
+//	auditctl quarantine replay [filters] --operator you@example.com
+//	auditctl layout show --team 191796
+//	auditctl layout plan --team 191796 --tier dedicated [--period year] [--retention legal]
 //
 // Connection settings come from flags or the environment: ES_URL, ES_USER, ES_PASSWORD, ES_API_KEY,
 // ES_CA_FILE, AUDIT_INDEX_PREFIX, AUDIT_QUARANTINE_INDEX (the same names config.example.yaml uses).
+// --config (AUDIT_COLLECTOR_CONFIG) reads the index names, the layout and the audit processor's
+// settings from the collector's configuration instead, so that what auditctl records lands where
+// the collector would put it.
 package main
 
 import (
@@ -33,7 +38,9 @@ import (
 
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/auditlog"
+	"github.com/auditpipe/auditpipe/exporter/auditelasticsearchexporter"
 	"github.com/auditpipe/auditpipe/internal/auditquery"
+	"github.com/auditpipe/auditpipe/internal/layout"
 	kibanaobjects "github.com/auditpipe/auditpipe/kibana"
 	"github.com/auditpipe/auditpipe/processor/auditprocessor"
 )
@@ -48,6 +55,8 @@ Commands:
   kibana   import the Kibana saved objects (data view, saved search, dashboard)
   quarantine list|show|replay
            the records the pipeline could not store, and replaying them once the cause is fixed
+  layout show|plan
+           where a team's events go (tier, partitions, retention), and how to move it between tiers
 
 Run 'auditctl <command> --help' for a command's flags.
 `
@@ -77,18 +86,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if cmd == "kibana" {
 		return kibana(ctx, fs, args, stdout)
 	}
-	conn := connFlags(fs)
+	connect := connFlags(fs)
 	switch cmd {
 	case "export":
-		return export(ctx, fs, conn, args, stdout, stderr)
+		return export(ctx, fs, connect, args, stdout, stderr)
 	case "teams":
-		return teams(ctx, fs, conn, args, stdout)
+		return teams(ctx, fs, connect, args, stdout)
 	case "show":
-		return show(ctx, fs, conn, args, stdout)
+		return show(ctx, fs, connect, args, stdout)
 	case "tail":
-		return tail(ctx, fs, conn, args, stdout)
+		return tail(ctx, fs, connect, args, stdout)
 	case "quarantine":
-		return quarantine(ctx, fs, conn, args, stdout, stderr)
+		return quarantine(ctx, fs, connect, args, stdout, stderr)
+	case "layout":
+		return layoutCmd(ctx, fs, connect, args, stdout)
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("unknown command %q", cmd)
@@ -101,22 +112,40 @@ func env(k, def string) string {
 	return def
 }
 
+// conn is the connection flags of a command, parsed.
+type conn struct {
+	config        *string // the collector's configuration, if any
+	processorName *string
+	client        func() (*auditquery.Client, error)
+}
+
 // connFlags declares the connection flags, defaulting to the environment.
-func connFlags(fs *flag.FlagSet) func() (*auditquery.Client, error) {
+func connFlags(fs *flag.FlagSet) conn {
 	url := fs.String("es-url", env("ES_URL", "http://127.0.0.1:9200"), "Elasticsearch URLs, comma-separated (ES_URL)")
 	user := fs.String("user", env("ES_USER", ""), "basic auth user (ES_USER)")
 	password := fs.String("password", env("ES_PASSWORD", ""), "basic auth password (ES_PASSWORD)")
 	apiKey := fs.String("api-key", env("ES_API_KEY", ""), "API key, base64 id:key (ES_API_KEY)")
 	ca := fs.String("ca-file", env("ES_CA_FILE", ""), "PEM file of the CA that signed the cluster's certificate (ES_CA_FILE)")
 	insecure := fs.Bool("insecure-skip-verify", false, "do not verify the cluster's TLS certificate")
-	prefix := fs.String("index-prefix", env("AUDIT_INDEX_PREFIX", "audit-"), "index prefix of team indices (AUDIT_INDEX_PREFIX)")
-	quarantine := fs.String("quarantine-index", env("AUDIT_QUARANTINE_INDEX", "audit-quarantine"), "quarantine index (AUDIT_QUARANTINE_INDEX)")
-	return func() (*auditquery.Client, error) {
-		return auditquery.New(auditquery.Conn{
+	prefix := fs.String("index-prefix", env("AUDIT_INDEX_PREFIX", layout.DefaultPrefix), "index prefix of the audit indices (AUDIT_INDEX_PREFIX)")
+	quarantine := fs.String("quarantine-index", env("AUDIT_QUARANTINE_INDEX", layout.DefaultQuarantine), "quarantine index (AUDIT_QUARANTINE_INDEX)")
+	config := fs.String("config", env("AUDIT_COLLECTOR_CONFIG", ""), "the collector's configuration file: index names, layout and audit processor settings are read from it (AUDIT_COLLECTOR_CONFIG)")
+	exporterName := fs.String("exporter", "auditelasticsearch", "the exporter's name in --config")
+	processorName := fs.String("processor", "audit", "the processor's name in --config")
+	return conn{config: config, processorName: processorName, client: func() (*auditquery.Client, error) {
+		c := auditquery.Conn{
 			URLs: strings.Split(*url, ","), User: *user, Password: *password, APIKey: *apiKey,
 			CAFile: *ca, InsecureSkipVerify: *insecure, IndexPrefix: *prefix, QuarantineIndex: *quarantine,
-		})
-	}
+		}
+		if *config != "" {
+			ecfg := auditelasticsearchexporter.NewFactory().CreateDefaultConfig().(*auditelasticsearchexporter.Config)
+			if err := collectorSection(context.Background(), *config, "exporters::"+*exporterName, ecfg); err != nil {
+				return nil, err
+			}
+			c.IndexPrefix, c.QuarantineIndex, c.Layout = ecfg.IndexPrefix, ecfg.QuarantineIndex, &ecfg.Layout
+		}
+		return auditquery.New(c)
+	}}
 }
 
 type multi []string
@@ -141,7 +170,7 @@ func parseTime(s string, now time.Time) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time, a date (2006-01-02) or a duration (24h)", s)
 }
 
-func export(ctx context.Context, fs *flag.FlagSet, connect func() (*auditquery.Client, error), args []string, stdout, stderr io.Writer) error {
+func export(ctx context.Context, fs *flag.FlagSet, connect conn, args []string, stdout, stderr io.Writer) error {
 	team := fs.String("team", "", "the team id (required)")
 	since := fs.String("since", "", "first event time, inclusive: RFC 3339, a date, or a duration back from now")
 	until := fs.String("until", "", "end time, exclusive: RFC 3339, a date, or a duration back from now")
@@ -171,7 +200,7 @@ func export(ctx context.Context, fs *flag.FlagSet, connect func() (*auditquery.C
 	if f.Until, err = parseTime(*until, now); err != nil {
 		return fmt.Errorf("--until: %w", err)
 	}
-	c, err := connect()
+	c, err := connect.client()
 	if err != nil {
 		return err
 	}
@@ -276,11 +305,11 @@ func (p *progressBar) Done(n int64) {
 	fmt.Fprintf(p.w, "\r[%s%s] %d/%d events (%.0f%%)", strings.Repeat("#", filled), strings.Repeat(".", width-filled), n, p.total, pct)
 }
 
-func teams(ctx context.Context, fs *flag.FlagSet, connect func() (*auditquery.Client, error), args []string, stdout io.Writer) error {
+func teams(ctx context.Context, fs *flag.FlagSet, connect conn, args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	c, err := connect()
+	c, err := connect.client()
 	if err != nil {
 		return err
 	}
@@ -295,7 +324,7 @@ func teams(ctx context.Context, fs *flag.FlagSet, connect func() (*auditquery.Cl
 	return nil
 }
 
-func show(ctx context.Context, fs *flag.FlagSet, connect func() (*auditquery.Client, error), args []string, stdout io.Writer) error {
+func show(ctx context.Context, fs *flag.FlagSet, connect conn, args []string, stdout io.Writer) error {
 	team := fs.String("team", "", "the team id (required)")
 	id := fs.String("id", "", "the event id (required)")
 	if err := fs.Parse(args); err != nil {
@@ -304,7 +333,7 @@ func show(ctx context.Context, fs *flag.FlagSet, connect func() (*auditquery.Cli
 	if *team == "" || *id == "" {
 		return errors.New("show: --team and --id are required")
 	}
-	c, err := connect()
+	c, err := connect.client()
 	if err != nil {
 		return err
 	}
@@ -316,7 +345,7 @@ func show(ctx context.Context, fs *flag.FlagSet, connect func() (*auditquery.Cli
 	return err
 }
 
-func tail(ctx context.Context, fs *flag.FlagSet, connect func() (*auditquery.Client, error), args []string, stdout io.Writer) error {
+func tail(ctx context.Context, fs *flag.FlagSet, connect conn, args []string, stdout io.Writer) error {
 	team := fs.String("team", "", "the team id (required)")
 	since := fs.String("since", "1m", "start from events at or after this time: RFC 3339, a date, or a duration back from now")
 	var actions multi
@@ -333,7 +362,7 @@ func tail(ctx context.Context, fs *flag.FlagSet, connect func() (*auditquery.Cli
 	if err != nil {
 		return fmt.Errorf("--since: %w", err)
 	}
-	c, err := connect()
+	c, err := connect.client()
 	if err != nil {
 		return err
 	}
@@ -370,7 +399,7 @@ func kibana(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.Writ
 	return nil
 }
 
-func quarantine(ctx context.Context, fs *flag.FlagSet, connect func() (*auditquery.Client, error), args []string, stdout, stderr io.Writer) error {
+func quarantine(ctx context.Context, fs *flag.FlagSet, connect conn, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return errors.New("quarantine: list, show or replay")
 	}
@@ -391,7 +420,7 @@ func quarantine(ctx context.Context, fs *flag.FlagSet, connect func() (*auditque
 		if err := parseQuarantineFlags(fs, args, &f, since, until); err != nil {
 			return err
 		}
-		c, err := connect()
+		c, err := connect.client()
 		if err != nil {
 			return err
 		}
@@ -414,7 +443,7 @@ func quarantine(ctx context.Context, fs *flag.FlagSet, connect func() (*auditque
 		if *id == "" {
 			return errors.New("quarantine show: --id is required")
 		}
-		c, err := connect()
+		c, err := connect.client()
 		if err != nil {
 			return err
 		}
@@ -425,8 +454,6 @@ func quarantine(ctx context.Context, fs *flag.FlagSet, connect func() (*auditque
 		_, err = fmt.Fprintf(stdout, "%s\n", doc)
 		return err
 	case "replay":
-		config := fs.String("config", "", "the collector's configuration file: the audit processor's settings (catalog, unknown_actions, rules) are read from it")
-		processorName := fs.String("processor", "audit", "the processor's name in --config")
 		operator := fs.String("operator", env("AUDITCTL_OPERATOR", env("USER", "")), "who runs the replay, recorded in each team's log (AUDITCTL_OPERATOR)")
 		if err := parseQuarantineFlags(fs, args, &f, since, until); err != nil {
 			return err
@@ -435,13 +462,13 @@ func quarantine(ctx context.Context, fs *flag.FlagSet, connect func() (*auditque
 			return errors.New("quarantine replay: --operator is required (or AUDITCTL_OPERATOR): replays are recorded in the teams' logs")
 		}
 		var pcfg *auditprocessor.Config
-		if *config != "" {
-			var err error
-			if pcfg, err = processorConfig(ctx, *config, *processorName); err != nil {
+		if *connect.config != "" {
+			pcfg = auditprocessor.NewFactory().CreateDefaultConfig().(*auditprocessor.Config)
+			if err := collectorSection(ctx, *connect.config, "processors::"+*connect.processorName, pcfg); err != nil {
 				return err
 			}
 		}
-		c, err := connect()
+		c, err := connect.client()
 		if err != nil {
 			return err
 		}
@@ -470,36 +497,35 @@ func parseQuarantineFlags(fs *flag.FlagSet, args []string, f *auditquery.Quarant
 	return nil
 }
 
-// processorConfig reads the audit processor's settings from a collector configuration file, with
-// ${env:…} references resolved as the collector resolves them, so a replay normalizes exactly as the
-// running collector does.
-func processorConfig(ctx context.Context, path, name string) (*auditprocessor.Config, error) {
+// collectorSection reads one component's settings (key, such as "processors::audit") from a
+// collector configuration file into cfg, with ${env:…} references resolved as the collector resolves
+// them, and validates them: a replay normalizes, and auditctl records, exactly as the collector does.
+func collectorSection(ctx context.Context, path, key string, cfg interface{ Validate() error }) error {
 	resolver, err := confmap.NewResolver(confmap.ResolverSettings{
 		URIs:              []string{"file:" + path},
 		ProviderFactories: []confmap.ProviderFactory{fileprovider.NewFactory(), envprovider.NewFactory()},
 		DefaultScheme:     "env",
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	conf, err := resolver.Resolve(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("--config %s: %w", path, err)
+		return fmt.Errorf("--config %s: %w", path, err)
 	}
-	key := "processors::" + name
+	name := strings.ReplaceAll(key, "::", ": ")
 	if !conf.IsSet(key) {
-		return nil, fmt.Errorf("--config %s: no processors: %s: section", path, name)
+		return fmt.Errorf("--config %s: no %s: section", path, name)
 	}
 	sub, err := conf.Sub(key)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	cfg := auditprocessor.NewFactory().CreateDefaultConfig().(*auditprocessor.Config)
 	if err := sub.Unmarshal(cfg); err != nil {
-		return nil, fmt.Errorf("--config %s: processors: %s: %w", path, name, err)
+		return fmt.Errorf("--config %s: %s: %w", path, name, err)
 	}
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("--config %s: processors: %s: %w", path, name, err)
+		return fmt.Errorf("--config %s: %s: %w", path, name, err)
 	}
-	return cfg, nil
+	return nil
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/auditpipe/auditpipe/auditlog"
 	"github.com/auditpipe/auditpipe/exporter/auditelasticsearchexporter"
 	"github.com/auditpipe/auditpipe/internal/auditquery"
+	"github.com/auditpipe/auditpipe/internal/layout"
 	"github.com/auditpipe/auditpipe/internal/estest"
 )
 
@@ -34,7 +35,7 @@ func setup(t *testing.T, events []audit.Event) []string {
 	f := auditelasticsearchexporter.NewFactory()
 	cfg := f.CreateDefaultConfig().(*auditelasticsearchexporter.Config)
 	cfg.Endpoints = []string{url}
-	cfg.IndexPrefix, cfg.QuarantineIndex = prefix+"audit-", prefix+"audit-quarantine"
+	cfg.IndexPrefix, cfg.QuarantineIndex = prefix+layout.DefaultPrefix, prefix+layout.DefaultQuarantine
 	cfg.Template.Replicas = 0
 	exp, err := f.CreateLogs(context.Background(), exportertest.NewNopSettings(f.Type()), cfg)
 	require.NoError(t, err)
@@ -61,13 +62,15 @@ func auditctl(t *testing.T, args ...string) (string, string, error) {
 }
 
 func TestExportIsRecordedInTheTeamsLog(t *testing.T) {
-	t0 := time.Date(2025, 8, 1, 21, 0, 0, 0, time.UTC)
+	now := time.Now().UTC()
+	t0 := time.Date(now.Year(), now.Month(), now.Day()-2, 21, 0, 0, 0, time.UTC)
+	until := now.AddDate(0, 0, 1).Format(time.DateOnly)
 	conn := setup(t, []audit.Event{
 		{Time: t0, Action: audit.ActionUserLoginComplete, TeamID: "191796", Actor: auditlog.User("445177", "ann+oats@gem.com", "Ann Samuelson")},
 		{Time: t0.Add(time.Second), Action: audit.ActionJobCreated, TeamID: "191796", Actor: auditlog.System()},
 	})
 	file := filepath.Join(t.TempDir(), "191796.csv")
-	_, stderr, err := auditctl(t, append([]string{"export", "--team", "191796", "--out", file, "--operator", "oncall@example.com", "--reason", "TICKET-42", "--until", "2026-01-01"}, conn...)...)
+	_, stderr, err := auditctl(t, append([]string{"export", "--team", "191796", "--out", file, "--operator", "oncall@example.com", "--reason", "TICKET-42", "--until", until}, conn...)...)
 	require.NoError(t, err, stderr)
 	assert.Contains(t, stderr, "exported 2 events of team 191796; recorded as data_export events ")
 	b, err := os.ReadFile(file)
@@ -88,16 +91,17 @@ func TestExportIsRecordedInTheTeamsLog(t *testing.T) {
 		Actor    struct{ Type, ID string }
 		Metadata map[string]any
 	}
+	refresh(t, conn)
 	out, _, err := auditctl(t, append([]string{"show", "--team", "191796", "--id", startID}, conn...)...)
 	require.NoError(t, err)
 	require.NoError(t, json.Unmarshal([]byte(out), &doc))
 	assert.Equal(t, "data_export", doc.Action)
 	assert.Equal(t, "oncall@example.com", doc.Actor.ID)
-	assert.Equal(t, map[string]any{"kind": "auditctl", "format": "csv", "until": "2026-01-01", "reason": "TICKET-42", "state": "started"}, doc.Metadata)
+	assert.Equal(t, map[string]any{"kind": "auditctl", "format": "csv", "until": until, "reason": "TICKET-42", "state": "started"}, doc.Metadata)
 	out, _, err = auditctl(t, append([]string{"show", "--team", "191796", "--id", endID}, conn...)...)
 	require.NoError(t, err)
 	require.NoError(t, json.Unmarshal([]byte(out), &doc))
-	assert.Equal(t, map[string]any{"kind": "auditctl", "format": "csv", "until": "2026-01-01", "reason": "TICKET-42", "state": "completed",
+	assert.Equal(t, map[string]any{"kind": "auditctl", "format": "csv", "until": until, "reason": "TICKET-42", "state": "completed",
 		"events": float64(2), "started_event_id": startID}, doc.Metadata)
 
 	// A failed export leaves no file at --out, and its failure is in the log too.
@@ -108,13 +112,19 @@ func TestExportIsRecordedInTheTeamsLog(t *testing.T) {
 	left, _ = filepath.Glob(filepath.Join(filepath.Dir(bad), ".*partial"))
 	assert.Empty(t, left)
 
+	refresh(t, conn)
+	out, _, err = auditctl(t, append([]string{"teams"}, conn...)...)
+	require.NoError(t, err)
+	assert.Regexp(t, `191796\s+6\s+`+t0.Format("2006-01-02T15:04:05.000Z"), out, "2 events, 2 for the export, 2 for the failed one")
+}
+
+// refresh makes what was stored searchable.
+func refresh(t *testing.T, conn []string) {
+	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, conn[1]+"/"+conn[3]+"*/_refresh", nil)
 	res, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	res.Body.Close()
-	out, _, err = auditctl(t, append([]string{"teams"}, conn...)...)
-	require.NoError(t, err)
-	assert.Regexp(t, `191796\s+6\s+2025-08-01T21:00:00.000Z`, out, "2 events, 2 for the export, 2 for the failed one")
 }
 
 func TestErrors(t *testing.T) {
@@ -139,13 +149,13 @@ func TestErrors(t *testing.T) {
 	assert.ErrorContains(t, err, "unreachable")
 	for _, prefix := range []string{"*", "audit-*,other-", "Audit-", "a b"} {
 		_, _, err = auditctl(t, "teams", "--index-prefix", prefix, "--es-url", "http://127.0.0.1:9")
-		assert.ErrorContains(t, err, "index prefix", prefix)
+		assert.ErrorContains(t, err, "index_prefix", prefix)
 	}
 }
 
 // TestShowEscapesTheID: an id with URL syntax is looked up as the id, not as a path.
 func TestShowEscapesTheID(t *testing.T) {
-	conn := setup(t, []audit.Event{{ID: "a/b?c=d#e", Time: time.Date(2025, 8, 1, 21, 0, 0, 0, time.UTC), Action: audit.ActionJobCreated, TeamID: "7", Actor: auditlog.System()}})
+	conn := setup(t, []audit.Event{{ID: "a/b?c=d#e", Time: time.Now().Add(-time.Hour), Action: audit.ActionJobCreated, TeamID: "7", Actor: auditlog.System()}})
 	out, _, err := auditctl(t, append([]string{"show", "--team", "7", "--id", "a/b?c=d#e"}, conn...)...)
 	require.NoError(t, err)
 	assert.Contains(t, out, `"id":"a/b?c=d#e"`)

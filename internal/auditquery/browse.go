@@ -6,117 +6,102 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/url"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/elastic/go-elasticsearch/v8/esapi"
 )
 
-// Team is one team with an audit index.
+// Team is one team with an audit log.
 type Team struct {
 	ID          string
 	Events      int64
-	First, Last string // @timestamp of the oldest and newest event; empty when there is none
+	First, Last string // @timestamp of the oldest and newest event
 }
 
-// Teams lists the teams that have an audit index, with their event counts and time ranges, sorted by
-// team id. The quarantine index is not a team.
+// Teams lists the teams that have events, with their event counts and time ranges, sorted by team
+// id. It pages through a composite aggregation, so 100,000 teams take 100 requests of 1,000.
 func (c *Client) Teams(ctx context.Context) ([]Team, error) {
-	body := `{"size":0,"aggs":{"teams":{"terms":{"field":"_index","size":65536},"aggs":{"first":{"min":{"field":"@timestamp","format":"strict_date_optional_time_nanos"}},"last":{"max":{"field":"@timestamp","format":"strict_date_optional_time_nanos"}}}}}}`
-	var res struct {
-		Aggregations struct {
-			Teams struct {
-				Buckets []struct {
-					Key      string `json:"key"`
-					DocCount int64  `json:"doc_count"`
-					First    struct {
-						Value string `json:"value_as_string"`
-					} `json:"first"`
-					Last struct {
-						Value string `json:"value_as_string"`
-					} `json:"last"`
-				} `json:"buckets"`
-			} `json:"teams"`
-		} `json:"aggregations"`
-	}
-	ignore := true
-	req := esapi.SearchRequest{
-		Index:             []string{c.conn.IndexPrefix + "*", "-" + c.conn.QuarantineIndex},
-		Body:              strings.NewReader(body),
-		IgnoreUnavailable: &ignore,
-		AllowNoIndices:    &ignore,
-	}
-	if err := c.do(ctx, req, &res); err != nil {
-		return nil, err
-	}
 	var teams []Team
-	for _, b := range res.Aggregations.Teams.Buckets {
-		teams = append(teams, Team{ID: strings.TrimPrefix(b.Key, c.conn.IndexPrefix), Events: b.DocCount, First: b.First.Value, Last: b.Last.Value})
-	}
-	// Teams whose index is still empty do not show in the aggregation.
-	var indices []struct {
-		Index string `json:"index"`
-	}
-	if err := c.do(ctx, esapi.CatIndicesRequest{Index: []string{c.conn.IndexPrefix + "*"}, Format: "json", H: []string{"index"}}, &indices); err != nil {
-		return nil, err
-	}
-	seen := map[string]bool{}
-	for _, t := range teams {
-		seen[t.ID] = true
-	}
-	for _, ix := range indices {
-		if ix.Index == c.conn.QuarantineIndex {
-			continue
+	var after map[string]any
+	yes := true
+	for {
+		composite := map[string]any{"size": 1000, "sources": []any{map[string]any{"team": map[string]any{"terms": map[string]any{"field": "team_id"}}}}}
+		if after != nil {
+			composite["after"] = after
 		}
-		if id := strings.TrimPrefix(ix.Index, c.conn.IndexPrefix); !seen[id] {
-			teams = append(teams, Team{ID: id})
+		body, _ := json.Marshal(map[string]any{"size": 0, "aggs": map[string]any{"teams": map[string]any{
+			"composite": composite,
+			"aggs": map[string]any{
+				"first": map[string]any{"min": map[string]any{"field": "@timestamp", "format": "strict_date_optional_time_nanos"}},
+				"last":  map[string]any{"max": map[string]any{"field": "@timestamp", "format": "strict_date_optional_time_nanos"}},
+			},
+		}}})
+		var res struct {
+			Aggregations struct {
+				Teams struct {
+					AfterKey map[string]any `json:"after_key"`
+					Buckets  []struct {
+						Key      struct{ Team string } `json:"key"`
+						DocCount int64                 `json:"doc_count"`
+						First    struct {
+							Value string `json:"value_as_string"`
+						} `json:"first"`
+						Last struct {
+							Value string `json:"value_as_string"`
+						} `json:"last"`
+					} `json:"buckets"`
+				} `json:"teams"`
+			} `json:"aggregations"`
 		}
+		req := esapi.SearchRequest{Index: c.layout.ReadIndices(), Body: bytes.NewReader(body), IgnoreUnavailable: &yes, AllowNoIndices: &yes}
+		if err := c.do(ctx, req, &res); err != nil {
+			return nil, err
+		}
+		for _, b := range res.Aggregations.Teams.Buckets {
+			teams = append(teams, Team{ID: b.Key.Team, Events: b.DocCount, First: b.First.Value, Last: b.Last.Value})
+		}
+		if len(res.Aggregations.Teams.Buckets) == 0 || res.Aggregations.Teams.AfterKey == nil {
+			break
+		}
+		after = res.Aggregations.Teams.AfterKey
 	}
 	sort.Slice(teams, func(i, j int) bool { return teams[i].ID < teams[j].ID })
 	return teams, nil
 }
 
-// CheckTeam makes sure the cluster answers and the team has an audit log, before anything is
-// written about it.
+// CheckTeam makes sure the cluster answers and the team has events, before anything is written
+// about it.
 func (c *Client) CheckTeam(ctx context.Context, team string) error {
-	index, err := c.TeamIndex(team)
+	q, err := Filter{Team: team}.query()
 	if err != nil {
 		return err
 	}
-	return c.teamErr(team, c.do(ctx, esapi.CountRequest{Index: []string{index}}, nil))
+	n, err := c.count(ctx, q)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return fmt.Errorf("team %s: %w", team, ErrNoTeam)
+	}
+	return nil
 }
 
-// Show returns one stored event of a team by its id, as stored.
+// Show returns one stored event of a team by its event id, as stored, wherever the layout put it.
 func (c *Client) Show(ctx context.Context, team, id string) (json.RawMessage, error) {
-	index, err := c.TeamIndex(team)
+	q, err := Filter{Team: team}.query()
 	if err != nil {
 		return nil, err
 	}
-	var doc struct {
-		Found  bool            `json:"found"`
-		Source json.RawMessage `json:"_source"`
-	}
-	res, err := esapi.GetRequest{Index: index, DocumentID: url.PathEscape(id)}.Do(ctx, c.es)
+	q = map[string]any{"bool": map[string]any{"filter": []any{q, map[string]any{"term": map[string]any{"event.id": id}}}}}
+	p, err := c.search(ctx, c.layout.ReadIndices(), map[string]any{"size": 1, "query": q})
 	if err != nil {
-		return nil, fmt.Errorf("Elasticsearch at %s is unreachable: %w", strings.Join(c.conn.URLs, ", "), err)
+		return nil, err
 	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	if res.StatusCode == 404 {
-		if bytes.Contains(b, []byte("index_not_found_exception")) {
-			return nil, c.teamErr(team, ErrNoTeam)
-		}
+	if len(p.Hits.Hits) == 0 {
 		return nil, fmt.Errorf("team %s has no event %q", team, id)
 	}
-	if res.IsError() {
-		return nil, fmt.Errorf("Elasticsearch answered %s: %s", res.Status(), truncate(string(b), 500))
-	}
-	if err := json.Unmarshal(b, &doc); err != nil {
-		return nil, err
-	}
-	return doc.Source, nil
+	return p.Hits.Hits[0].Source, nil
 }
 
 // tailOverlap is how far back before the newest ingest time seen each poll of Tail looks again:
@@ -128,10 +113,6 @@ const tailOverlap = 30 * time.Second
 // an event, not @timestamp: an event that arrives late with an older timestamp is printed too. Each
 // poll looks tailOverlap back and prints every event once.
 func (c *Client) Tail(ctx context.Context, f Filter, since time.Time, interval time.Duration, w io.Writer) error {
-	index, err := c.TeamIndex(f.Team)
-	if err != nil {
-		return err
-	}
 	f.Since, f.Until = time.Time{}, time.Time{}
 	base, err := f.query()
 	if err != nil {
@@ -145,7 +126,7 @@ func (c *Client) Tail(ctx context.Context, f Filter, since time.Time, interval t
 	high := since
 	for {
 		// Make what was indexed since the last poll searchable; a tail wants to see it now.
-		_ = c.do(ctx, esapi.IndicesRefreshRequest{Index: []string{index}}, nil)
+		_ = c.do(ctx, esapi.IndicesRefreshRequest{Index: c.layout.ReadIndices()}, nil)
 		from := high.Add(-tailOverlap)
 		if from.Before(since) {
 			from = since
@@ -157,12 +138,12 @@ func (c *Client) Tail(ctx context.Context, f Filter, since time.Time, interval t
 			if after != nil {
 				req["search_after"] = after
 			}
-			page, err := c.search(ctx, []string{index}, req)
+			page, err := c.search(ctx, c.layout.ReadIndices(), req)
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
-				return c.teamErr(f.Team, err)
+				return err
 			}
 			for _, h := range page.Hits.Hits {
 				after = h.Sort
@@ -201,4 +182,39 @@ func (c *Client) Tail(ctx context.Context, f Filter, since time.Time, interval t
 		case <-time.After(interval):
 		}
 	}
+}
+
+// IndexCount is how many of a team's events one index holds.
+type IndexCount struct {
+	Index  string
+	Events int64
+}
+
+// TeamIndices lists the indices that hold a team's events, with counts, sorted by name.
+func (c *Client) TeamIndices(ctx context.Context, team string) ([]IndexCount, error) {
+	q, err := Filter{Team: team}.query()
+	if err != nil {
+		return nil, err
+	}
+	body, _ := json.Marshal(map[string]any{"size": 0, "query": q, "aggs": map[string]any{"indices": map[string]any{"terms": map[string]any{"field": "_index", "size": 10000}}}})
+	var res struct {
+		Aggregations struct {
+			Indices struct {
+				Buckets []struct {
+					Key      string `json:"key"`
+					DocCount int64  `json:"doc_count"`
+				} `json:"buckets"`
+			} `json:"indices"`
+		} `json:"aggregations"`
+	}
+	yes := true
+	if err := c.do(ctx, esapi.SearchRequest{Index: c.layout.ReadIndices(), Body: bytes.NewReader(body), IgnoreUnavailable: &yes, AllowNoIndices: &yes}, &res); err != nil {
+		return nil, err
+	}
+	var out []IndexCount
+	for _, b := range res.Aggregations.Indices.Buckets {
+		out = append(out, IndexCount{b.Key, b.DocCount})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Index < out[j].Index })
+	return out, nil
 }

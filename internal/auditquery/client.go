@@ -19,6 +19,7 @@ import (
 	"github.com/elastic/go-elasticsearch/v8/esapi"
 
 	"github.com/auditpipe/auditpipe/audit"
+	"github.com/auditpipe/auditpipe/internal/layout"
 )
 
 // Conn says how to reach Elasticsearch; the same settings as the exporter's, from flags or the
@@ -29,14 +30,16 @@ type Conn struct {
 	APIKey             string
 	CAFile             string
 	InsecureSkipVerify bool
-	IndexPrefix        string // default audit-
-	QuarantineIndex    string // default audit-quarantine
+	IndexPrefix        string         // default layout.DefaultPrefix
+	QuarantineIndex    string         // default layout.DefaultQuarantine
+	Layout             *layout.Config // the exporter's layout; nil for the defaults
 }
 
 // Client queries the audit indices.
 type Client struct {
-	es   *elasticsearch.Client
-	conn Conn
+	es     *elasticsearch.Client
+	conn   Conn
+	layout *layout.Layout
 	// installTemplates lets Record install the index templates, as the collector does; the CLI leaves
 	// templates to the collector, tests of fresh prefixes need them.
 	installTemplates bool
@@ -48,17 +51,19 @@ func New(c Conn) (*Client, error) {
 		c.URLs = []string{"http://127.0.0.1:9200"}
 	}
 	if c.IndexPrefix == "" {
-		c.IndexPrefix = "audit-"
+		c.IndexPrefix = layout.DefaultPrefix
 	}
 	if c.QuarantineIndex == "" {
-		c.QuarantineIndex = "audit-quarantine"
+		c.QuarantineIndex = layout.DefaultQuarantine
 	}
-	// Both names reach index patterns and request paths: the same rules as the exporter's config.
-	if err := audit.CheckIndexName(c.IndexPrefix + "x"); err != nil {
-		return nil, fmt.Errorf("index prefix %q: %w", c.IndexPrefix, err)
+	if c.Layout == nil {
+		def := layout.NewDefaultConfig()
+		c.Layout = &def
 	}
-	if err := audit.CheckIndexName(c.QuarantineIndex); err != nil {
-		return nil, fmt.Errorf("quarantine index: %w", err)
+	// The names reach index patterns and request paths: the exporter's rules check them.
+	lay, err := layout.New(c.IndexPrefix, c.QuarantineIndex, *c.Layout)
+	if err != nil {
+		return nil, err
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if c.CAFile != "" || c.InsecureSkipVerify {
@@ -81,23 +86,24 @@ func New(c Conn) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{es: es, conn: c}, nil
+	return &Client{es: es, conn: c, layout: lay}, nil
 }
 
 // Conn returns the connection settings in use.
 func (c *Client) Conn() Conn { return c.conn }
 
-// TeamIndex returns the index of a team after checking the team id with the same rule the processor
-// and the exporter apply, so a hostile id can never name another index or a pattern.
-func (c *Client) TeamIndex(team string) (string, error) {
+// Layout returns the layout the client reads and writes with.
+func (c *Client) Layout() *layout.Layout { return c.layout }
+
+// teamFilter returns the query clause that keeps one team's events, after checking the team id with
+// the rule the processor and the exporter apply. Every read of team events searches
+// layout.ReadIndices with this filter: one step, whatever the team's tier or partitions, and no
+// input can select another team's events.
+func teamFilter(team string) (map[string]any, error) {
 	if err := audit.CheckTeamID(team); err != nil {
-		return "", fmt.Errorf("team %w", err)
+		return nil, fmt.Errorf("team %w", err)
 	}
-	index := c.conn.IndexPrefix + team
-	if index == c.conn.QuarantineIndex {
-		return "", fmt.Errorf("team %q: its index would be the quarantine index", team)
-	}
-	return index, nil
+	return map[string]any{"term": map[string]any{"team_id": team}}, nil
 }
 
 // ErrNoTeam is returned for a team that has no audit index.

@@ -33,7 +33,11 @@ var actionPattern = regexp.MustCompile(`^[a-z0-9_*?]{1,128}$`)
 // query renders the filter as an Elasticsearch query. Action patterns are checked so that nothing but
 // the documented wildcards reaches the query.
 func (f Filter) query() (map[string]any, error) {
-	var filters []any
+	team, err := teamFilter(f.Team)
+	if err != nil {
+		return nil, err
+	}
+	filters := []any{team}
 	if r := timeRange("@timestamp", f.Since, f.Until); r != nil {
 		filters = append(filters, r)
 	}
@@ -53,9 +57,6 @@ func (f Filter) query() (map[string]any, error) {
 	}
 	if f.ActorID != "" {
 		filters = append(filters, map[string]any{"term": map[string]any{"actor.id": f.ActorID}})
-	}
-	if len(filters) == 0 {
-		return map[string]any{"match_all": map[string]any{}}, nil
 	}
 	return map[string]any{"bool": map[string]any{"filter": filters}}, nil
 }
@@ -107,25 +108,20 @@ func (c *Client) Export(ctx context.Context, f Filter, format Format, w io.Write
 	if format != CSV && format != NDJSON {
 		return 0, fmt.Errorf("format %q: use csv or ndjson", format)
 	}
-	index, err := c.TeamIndex(f.Team)
-	if err != nil {
-		return 0, err
-	}
 	q, err := f.query()
 	if err != nil {
 		return 0, err
 	}
 	if progress != nil {
-		var cnt struct{ Count int64 }
-		body, _ := json.Marshal(map[string]any{"query": q})
-		if err := c.do(ctx, esapi.CountRequest{Index: []string{index}, Body: bytes.NewReader(body)}, &cnt); err != nil {
-			return 0, c.teamErr(f.Team, err)
+		cnt, err := c.count(ctx, q)
+		if err != nil {
+			return 0, err
 		}
-		progress.Total(cnt.Count)
+		progress.Total(cnt)
 	}
-	pit, err := c.openPIT(ctx, index)
+	pit, err := c.openPIT(ctx)
 	if err != nil {
-		return 0, c.teamErr(f.Team, err)
+		return 0, err
 	}
 	defer func() { c.closePIT(pit) }()
 
@@ -156,8 +152,8 @@ func (c *Client) Export(ctx context.Context, f Filter, format Format, w io.Write
 			// A slow reader let the point in time expire: open a new one and go on from the last
 			// sort values. The order is total, so no event is skipped or repeated; events indexed
 			// meanwhile that sort after the last one written are included.
-			if pit, err = c.openPIT(ctx, index); err != nil {
-				return written, c.teamErr(f.Team, err)
+			if pit, err = c.openPIT(ctx); err != nil {
+				return written, err
 			}
 			if testHooks.reopened != nil {
 				testHooks.reopened()
@@ -209,12 +205,23 @@ var testHooks struct {
 	reopened func()
 }
 
-func (c *Client) openPIT(ctx context.Context, index string) (string, error) {
+// openPIT opens a point in time over every index that may hold team events.
+func (c *Client) openPIT(ctx context.Context) (string, error) {
 	var pit struct {
 		ID string `json:"id"`
 	}
-	err := c.do(ctx, esapi.OpenPointInTimeRequest{Index: []string{index}, KeepAlive: pitKeepAlive}, &pit)
+	yes := true
+	err := c.do(ctx, esapi.OpenPointInTimeRequest{Index: c.layout.ReadIndices(), KeepAlive: pitKeepAlive, IgnoreUnavailable: &yes}, &pit)
 	return pit.ID, err
+}
+
+// count counts the events a query matches.
+func (c *Client) count(ctx context.Context, q map[string]any) (int64, error) {
+	var cnt struct{ Count int64 }
+	body, _ := json.Marshal(map[string]any{"query": q})
+	yes := true
+	err := c.do(ctx, esapi.CountRequest{Index: c.layout.ReadIndices(), Body: bytes.NewReader(body), IgnoreUnavailable: &yes, AllowNoIndices: &yes}, &cnt)
+	return cnt.Count, err
 }
 
 // isExpiredPIT tells the answer to a search on a point in time that is gone.
@@ -247,13 +254,6 @@ func appendCSVRow(b []byte, cells []string) []byte {
 	return append(b, '\r', '\n')
 }
 
-func (c *Client) teamErr(team string, err error) error {
-	if err == ErrNoTeam {
-		return fmt.Errorf("team %s: %w (no index %s%s)", team, ErrNoTeam, c.conn.IndexPrefix, team)
-	}
-	return err
-}
-
 // timeOrder sorts events by time, then by event id: a total, stable order to page through.
 var timeOrder = []any{
 	map[string]any{"@timestamp": map[string]any{"order": "asc", "format": "strict_date_optional_time_nanos"}},
@@ -278,7 +278,12 @@ func (c *Client) search(ctx context.Context, index []string, req map[string]any)
 	if err != nil {
 		return p, err
 	}
-	return p, c.do(ctx, esapi.SearchRequest{Index: index, Body: bytes.NewReader(body)}, &p)
+	req2 := esapi.SearchRequest{Index: index, Body: bytes.NewReader(body)}
+	if index != nil {
+		yes := true
+		req2.IgnoreUnavailable, req2.AllowNoIndices = &yes, &yes
+	}
+	return p, c.do(ctx, req2, &p)
 }
 
 // storedDoc is the part of a stored document the CSV shows.

@@ -18,6 +18,7 @@ import (
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/auditlog"
 	"github.com/auditpipe/auditpipe/internal/canonical"
+	"github.com/auditpipe/auditpipe/internal/layout"
 	"github.com/auditpipe/auditpipe/internal/pjson"
 	"github.com/auditpipe/auditpipe/processor/auditprocessor"
 )
@@ -342,10 +343,10 @@ func (c *Client) settle(ctx context.Context, docs []Quarantined, outs []outcome,
 	for i, d := range docs {
 		o := outs[i]
 		if o.valid {
-			refs = append(refs, docRef{o.index, o.id})
+			refs = append(refs, docRef{o.index, o.id, o.routing})
 		}
 		if o.quarantineID != d.ID {
-			refs = append(refs, docRef{c.conn.QuarantineIndex, o.quarantineID})
+			refs = append(refs, docRef{c.conn.QuarantineIndex, o.quarantineID, ""})
 		}
 	}
 	found, err := c.lookup(ctx, refs)
@@ -354,7 +355,7 @@ func (c *Client) settle(ctx context.Context, docs []Quarantined, outs []outcome,
 	}
 	for i, d := range docs {
 		o := outs[i]
-		hash, stored := found[docRef{o.index, o.id}]
+		hash, stored := found[docRef{o.index, o.id, o.routing}]
 		switch {
 		case o.valid && stored && hash == o.hash:
 			if err := c.deleteQuarantined(ctx, d.ID); err != nil {
@@ -364,7 +365,7 @@ func (c *Client) settle(ctx context.Context, docs []Quarantined, outs []outcome,
 			res.PerTeam[o.team]++
 		case o.quarantineID != d.ID:
 			// Quarantined again, for new reasons: the new document replaces the old one.
-			if _, ok := found[docRef{c.conn.QuarantineIndex, o.quarantineID}]; !ok {
+			if _, ok := found[docRef{c.conn.QuarantineIndex, o.quarantineID, ""}]; !ok {
 				return fmt.Errorf("record %s was quarantined again but its new document %s is not found", d.ID, o.quarantineID)
 			}
 			if err := c.deleteQuarantined(ctx, d.ID); err != nil {
@@ -381,7 +382,7 @@ func (c *Client) settle(ctx context.Context, docs []Quarantined, outs []outcome,
 }
 
 // docRef names a document.
-type docRef struct{ index, id string }
+type docRef struct{ index, id, routing string }
 
 // lookup reads the documents in one _mget and returns the event.hash of each that exists (empty for
 // a document without one); a missing document or index is simply absent.
@@ -391,15 +392,16 @@ func (c *Client) lookup(ctx context.Context, refs []docRef) (map[docRef]string, 
 		return out, nil
 	}
 	type mgetDoc struct {
-		Index  string   `json:"_index"`
-		ID     string   `json:"_id"`
-		Source []string `json:"_source"`
+		Index   string   `json:"_index"`
+		ID      string   `json:"_id"`
+		Routing string   `json:"routing,omitempty"`
+		Source  []string `json:"_source"`
 	}
 	req := struct {
 		Docs []mgetDoc `json:"docs"`
 	}{}
 	for _, r := range refs {
-		req.Docs = append(req.Docs, mgetDoc{r.index, r.id, []string{"event.hash"}})
+		req.Docs = append(req.Docs, mgetDoc{r.index, r.id, r.routing, []string{"event.hash"}})
 	}
 	body, _ := json.Marshal(req)
 	var got struct {
@@ -438,7 +440,8 @@ func (c *Client) deleteQuarantined(ctx context.Context, id string) error {
 type outcome struct {
 	valid        bool
 	team, index  string
-	id, hash     string
+	routing      string
+	id, hash     string // the document _id and event.hash
 	quarantineID string
 	problems     []string
 }
@@ -456,7 +459,9 @@ func (c *Client) outcomeOf(lr plog.LogRecord) outcome {
 		team: canonical.QuarantineTeamID(lr), quarantineID: canonical.QuarantineID(lr),
 	}
 	if o.valid {
-		o.index, _ = c.TeamIndex(o.team) // valid means the team id passed the same check
+		// Where the exporter puts it: valid means the team id passed the layout's check.
+		o.index, o.routing = c.layout.Index(o.team, lr.Timestamp().AsTime()), o.team
+		o.id = layout.DocID(o.team, o.id)
 	}
 	if v, ok := attrs.Get(audit.AttrProblems); ok && v.Type() == pcommon.ValueTypeSlice {
 		for _, p := range v.Slice().All() {
