@@ -23,8 +23,8 @@ import (
 	"github.com/auditpipe/auditpipe/auditlog"
 	"github.com/auditpipe/auditpipe/exporter/auditelasticsearchexporter"
 	"github.com/auditpipe/auditpipe/internal/auditquery"
-	"github.com/auditpipe/auditpipe/internal/layout"
 	"github.com/auditpipe/auditpipe/internal/estest"
+	"github.com/auditpipe/auditpipe/internal/layout"
 )
 
 // setup installs the index templates under a fresh prefix (as the collector does at start), loads
