@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -94,44 +95,74 @@ func provider(t *testing.T, exp sdklog.Exporter) *sdklog.LoggerProvider {
 		sdklog.WithProcessor(sdklog.NewSimpleProcessor(exp)))
 }
 
+// counted is the number of events of each team, and of quarantine documents under quarantined.
 type counted map[string]int
 
-func counts(t *testing.T, prefix string) counted {
+const quarantined = "(quarantine)" // not a team id
+
+func counts(t *testing.T, env collectorproc.Env) counted {
 	t.Helper()
-	c, err := esinspect.Counts(estest.URL(t), prefix)
+	c, q, err := esinspect.Counts(estest.URL(t), env.Layout())
 	require.NoError(t, err)
+	if q > 0 {
+		c[quarantined] = q
+	}
 	return c
 }
 
-func waitForCounts(t *testing.T, prefix string, want counted) {
+func waitForCounts(t *testing.T, env collectorproc.Env, want counted) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	var got counted
 	for time.Now().Before(deadline) {
-		if got = counts(t, prefix); assert.ObjectsAreEqual(want, got) {
+		if got = counts(t, env); assert.ObjectsAreEqual(want, got) {
 			return
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	require.Equal(t, want, got)
+	var diff []string
+	for k, n := range want {
+		if got[k] != n {
+			diff = append(diff, fmt.Sprintf("%s: want %d, got %d", k, n, got[k]))
+		}
+	}
+	for k, n := range got {
+		if _, ok := want[k]; !ok {
+			diff = append(diff, fmt.Sprintf("%s: want 0, got %d", k, n))
+		}
+	}
+	sort.Strings(diff)
+	t.Fatalf("stored counts differ in %d entries (of %d wanted): %s", len(diff), len(want), strings.Join(diff[:min(len(diff), 10)], "; "))
 }
 
-func getDoc(t *testing.T, index, id string) map[string]any {
+// getEvent returns a team's stored event by its event id, and checks it is where the layout puts it.
+func getEvent(t *testing.T, env collectorproc.Env, team, id string) map[string]any {
 	t.Helper()
-	res, err := http.Get(estest.URL(t) + "/" + index + "/_doc/" + id)
+	lay := env.Layout()
+	body := fmt.Sprintf(`{"query":{"bool":{"filter":[{"term":{"team_id":%q}},{"term":{"event.id":%q}}]}}}`, team, id)
+	res, err := http.Post(estest.URL(t)+"/"+strings.Join(lay.ReadIndices(), ",")+"/_search", "application/json", strings.NewReader(body))
 	require.NoError(t, err)
 	defer res.Body.Close()
-	var doc struct {
-		Source map[string]any `json:"_source"`
+	var out struct {
+		Hits struct {
+			Hits []struct {
+				Index  string         `json:"_index"`
+				Source map[string]any `json:"_source"`
+			} `json:"hits"`
+		} `json:"hits"`
 	}
 	require.Equal(t, http.StatusOK, res.StatusCode)
-	require.NoError(t, json.NewDecoder(res.Body).Decode(&doc))
-	return doc.Source
+	require.NoError(t, json.NewDecoder(res.Body).Decode(&out))
+	require.Len(t, out.Hits.Hits, 1)
+	h := out.Hits.Hits[0]
+	ts, err := time.Parse(time.RFC3339Nano, h.Source["@timestamp"].(string))
+	require.NoError(t, err)
+	assert.Equal(t, lay.Index(team, ts), h.Index)
+	return h.Source
 }
 
 func TestEndToEnd(t *testing.T) {
 	env := newEnv(t)
-	prefix := env.Prefix
 	c := startCollector(t, env)
 	ctx := context.Background()
 
@@ -167,20 +198,20 @@ func TestEndToEnd(t *testing.T) {
 
 	require.NoError(t, overGRPC.Shutdown(ctx))
 	require.NoError(t, overHTTP.Shutdown(ctx))
-	want := counted{"audit-191796": 1, "audit-acme-corp": 1, "audit-100": 5, "audit-101": 5, "audit-102": 5, "audit-103": 5, "audit-quarantine": 1}
-	waitForCounts(t, prefix, want)
+	want := counted{"191796": 1, "acme-corp": 1, "100": 5, "101": 5, "102": 5, "103": 5, quarantined: 1}
+	waitForCounts(t, env, want)
 
-	seed := getDoc(t, prefix+"audit-191796", seedID)
+	seed := getEvent(t, env, "191796", seedID)
 	assert.Equal(t, "job_user_access_changed", seed["action"])
 	assert.Equal(t, "191796", seed["team_id"])
 	assert.Equal(t, map[string]any{"type": "user", "id": "445177", "metadata": map[string]any{"email": "ann+oats@gem.com", "name": "Ann Samuelson"}}, seed["actor"])
 	assert.Equal(t, map[string]any{"previous_access_level_id": float64(7347)}, seed["metadata"])
 	assert.Equal(t, "e2e-service", seed["service"].(map[string]any)["name"])
-	sys := getDoc(t, prefix+"audit-acme-corp", sysID)
+	sys := getEvent(t, env, "acme-corp", sysID)
 	assert.Equal(t, "system", sys["actor"].(map[string]any)["type"])
 	assert.Equal(t, map[string]any{"kind": "nightly"}, sys["metadata"])
 
-	res, err := http.Get(estest.URL(t) + "/" + prefix + "audit-quarantine/_search")
+	res, err := http.Get(estest.URL(t) + "/" + env.Layout().Quarantine() + "/_search")
 	require.NoError(t, err)
 	var q struct {
 		Hits struct {
@@ -198,7 +229,7 @@ func TestEndToEnd(t *testing.T) {
 	assert.Equal(t, `"{\"action\":\"job_created\",\"team_id\":\"../191797\",\"actor\":{\"type\":\"system\"}}"`, quarantined["record"].(map[string]any)["body"])
 
 	stop(t, c)
-	assert.Equal(t, want, counts(t, prefix), "nothing changes after a graceful stop")
+	assert.Equal(t, want, counts(t, env), "nothing changes after a graceful stop")
 }
 
 func emitJobs(t *testing.T, grpcAddr string, n int) {
@@ -223,8 +254,7 @@ func TestGracefulStopFlushesInFlight(t *testing.T) {
 	const n = 300
 	emitJobs(t, env.GRPC, n)
 	stop(t, c)
-	prefix := env.Prefix
-	assert.Equal(t, counted{"audit-500": n / 3, "audit-501": n / 3, "audit-502": n / 3}, counts(t, prefix))
+	assert.Equal(t, counted{"500": n / 3, "501": n / 3, "502": n / 3}, counts(t, env))
 }
 
 // TestPersistentQueueSurvivesAKill: Elasticsearch stores every bulk request but its answers are lost
@@ -234,7 +264,6 @@ func TestGracefulStopFlushesInFlight(t *testing.T) {
 // stored exactly once.
 func TestPersistentQueueSurvivesAKill(t *testing.T) {
 	env := newEnv(t)
-	prefix := env.Prefix
 	proxy, err := faultproxy.New(estest.URL(t))
 	require.NoError(t, err)
 	proxy.RequestFault = func(int) string { return "drop-answer" }
@@ -245,8 +274,8 @@ func TestPersistentQueueSurvivesAKill(t *testing.T) {
 	c := startCollector(t, lossy)
 	const n = 300
 	emitJobs(t, env.GRPC, n)
-	want := counted{"audit-500": n / 3, "audit-501": n / 3, "audit-502": n / 3}
-	waitForCounts(t, prefix, want) // stored, though the collector never heard so
+	want := counted{"500": n / 3, "501": n / 3, "502": n / 3}
+	waitForCounts(t, env, want) // stored, though the collector never heard so
 	require.Eventually(t, func() bool { return proxy.Stats()["answer dropped after store"] >= 2 }, time.Minute, 100*time.Millisecond,
 		"the collector must have retried a stored batch at least once before the kill")
 	pid := c.Cmd.Process.Pid
@@ -256,8 +285,8 @@ func TestPersistentQueueSurvivesAKill(t *testing.T) {
 	c = startCollector(t, env)
 	// The replayed batches are answered 409 and verified: the counts stay exact, with no duplicate id.
 	require.Eventually(t, func() bool { return queueEmpty(t, env) }, time.Minute, 200*time.Millisecond, "the queue replays and drains")
-	assert.Equal(t, want, counts(t, prefix))
-	docs, err := esinspect.Inventory(estest.URL(t), prefix)
+	assert.Equal(t, want, counts(t, env))
+	docs, err := esinspect.Inventory(estest.URL(t), env.Layout())
 	require.NoError(t, err)
 	ids := map[string]bool{}
 	for _, d := range docs {

@@ -39,12 +39,8 @@ func (r *run) settle(res loadgen.Result) (verdict, error) {
 	deadline := time.Now().Add(3 * time.Minute)
 	for time.Now().Before(deadline) {
 		// Errors are expected while a node comes back; only the final inventory counts.
-		counts, err := esinspect.Counts(r.esURL, r.env.Prefix)
-		total := 0
-		for _, n := range counts {
-			total += n
-		}
-		if err == nil && total >= len(res.Acked) {
+		events, quarantined, err := esinspect.Total(r.esURL, r.env.Layout())
+		if err == nil && events+quarantined >= len(res.Acked) {
 			break
 		}
 		time.Sleep(time.Second)
@@ -55,11 +51,11 @@ func (r *run) settle(res loadgen.Result) (verdict, error) {
 		}
 	}
 	defer esinspect.DeleteAll(r.esURL, r.env.Prefix)
-	docs, err := esinspect.Inventory(r.esURL, r.env.Prefix)
+	docs, err := esinspect.Inventory(r.esURL, r.env.Layout())
 	if err != nil {
 		return verdict{}, fmt.Errorf("reading back the stored documents: %w", err)
 	}
-	return check(res.Acked, docs), nil
+	return check(res.Acked, docs, r.env.Layout()), nil
 }
 
 func (e env) loadConfig(endpoint string) loadgen.Config {
@@ -340,7 +336,7 @@ func scenarios() []scenario {
 		}},
 		{"quarantine-blocked", func(e env) result { // the quarantine index write-blocked
 			return e.steady("quarantine-blocked", e.esURL, func(c *loadgen.Config) { c.Bad = 25 }, 0.3, func(r *run, _ time.Duration) (string, error) {
-				index := e.esURL + "/" + r.env.Prefix + "audit-quarantine"
+				index := e.esURL + "/" + r.env.Layout().Quarantine()
 				if err := waitFor(time.Minute, "the quarantine index", func() bool {
 					res, err := httpc.Head(index)
 					if err == nil {

@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/auditpipe/auditpipe/internal/esinspect"
+	"github.com/auditpipe/auditpipe/internal/layout"
 	"github.com/auditpipe/auditpipe/internal/loadgen"
 )
 
@@ -17,7 +19,7 @@ type verdict struct {
 	quarantined int // acknowledged bad records quarantined exactly once, with a reason
 	lost        int // acknowledged and stored nowhere
 	duplicated  int // stored more than once (in any index)
-	misrouted   int // stored, but in another team's index, under another team id, or quarantined instead of stored (or stored instead of quarantined)
+	misrouted   int // stored, but not where the layout puts its team and time, under another team id, or quarantined instead of stored (or stored instead of quarantined)
 	unexpected  int // stored or quarantined, but never acknowledged
 	perTeam     map[string][2]int
 	examples    map[string][]string
@@ -33,18 +35,23 @@ func (v verdict) ok() bool {
 	return v.lost == 0 && v.duplicated == 0 && v.misrouted == 0 && v.unexpected == 0 && v.stored+v.quarantined == v.sent
 }
 
-// check compares the acknowledged records with the documents under the run's prefix.
-func check(acked map[string]loadgen.Expect, docs []esinspect.Doc) verdict {
+// check compares the acknowledged records with the documents of the run's layout: an event is
+// stored once, in the index the layout gives for its team and time, routed by its team, under its
+// team-scoped id.
+func check(acked map[string]loadgen.Expect, docs []esinspect.Doc, lay *layout.Layout) verdict {
 	v := verdict{sent: len(acked), perTeam: map[string][2]int{}, examples: map[string][]string{}}
 	type place struct {
 		index, team string
 		reasons     int
+		placed      bool // where the layout says
 	}
 	where := map[string][]place{}
 	for _, d := range docs {
 		p := place{index: d.Index, team: d.TeamID}
-		if d.Index == "audit-quarantine" {
+		if d.Index == lay.Quarantine() {
 			p.team, p.reasons = d.QTeamID, len(d.Reasons)
+		} else if ts, err := time.Parse(time.RFC3339Nano, d.Time); err == nil {
+			p.placed = d.Index == lay.Index(d.TeamID, ts) && d.Routing == d.TeamID && d.ID == layout.DocID(d.TeamID, d.EventID)
 		}
 		where[d.EventID] = append(where[d.EventID], p)
 	}
@@ -64,7 +71,7 @@ func check(acked map[string]loadgen.Expect, docs []esinspect.Doc) verdict {
 			v.duplicated++
 			v.example("duplicated", fmt.Sprintf("%s in %v", id, places))
 		case want.Quarantine:
-			if places[0].index != "audit-quarantine" || places[0].reasons == 0 {
+			if places[0].index != lay.Quarantine() || places[0].reasons == 0 {
 				v.misrouted++
 				v.example("misrouted", fmt.Sprintf("%s (bad record) in %s", id, places[0].index))
 				continue
@@ -72,7 +79,7 @@ func check(acked map[string]loadgen.Expect, docs []esinspect.Doc) verdict {
 			v.quarantined++
 		default:
 			p := places[0]
-			if p.index != "audit-"+want.Team || p.team != want.Team {
+			if p.team != want.Team || !p.placed {
 				v.misrouted++
 				v.example("misrouted", fmt.Sprintf("%s of team %s in %s (team_id %q)", id, want.Team, p.index, p.team))
 				continue

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/auditpipe/auditpipe/internal/layout"
 )
 
 // Env is the environment config.example.yaml reads, on free ports.
@@ -37,13 +39,22 @@ func NewEnv(esURL, prefix, storageDir string) (Env, error) {
 	return e, nil
 }
 
+// Layout is the layout the collector writes with: config.example.yaml's, under the run's prefix.
+func (e Env) Layout() *layout.Layout {
+	lay, err := layout.New(e.Prefix+layout.DefaultPrefix, e.Prefix+layout.DefaultQuarantine, layout.NewDefaultConfig())
+	if err != nil {
+		panic(err) // the prefixes are the caller's constants
+	}
+	return lay
+}
+
 // List renders the environment of the collector process.
 func (e Env) List() []string {
 	return append(append(os.Environ(),
 		"ES_URL="+e.ESURL,
 		"AUDIT_STORAGE_DIR="+e.StorageDir,
-		"AUDIT_INDEX_PREFIX="+e.Prefix+"audit-",
-		"AUDIT_QUARANTINE_INDEX="+e.Prefix+"audit-quarantine",
+		"AUDIT_INDEX_PREFIX="+e.Prefix+layout.DefaultPrefix,
+		"AUDIT_QUARANTINE_INDEX="+e.Prefix+layout.DefaultQuarantine,
 		"OTLP_GRPC_ENDPOINT="+e.GRPC,
 		"OTLP_HTTP_ENDPOINT="+e.HTTP,
 		"HEALTH_ENDPOINT="+e.Health,

@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/auditpipe/auditpipe/internal/layout"
 )
 
 // client bounds every request: a node that stops answering fails the question, it does not hang it.
@@ -27,31 +29,75 @@ func Refresh(base, prefix string) error {
 	return nil
 }
 
-// Counts refreshes and returns the document count of every index under prefix, keyed by the index
-// name without the prefix.
-func Counts(base, prefix string) (map[string]int, error) {
-	if err := Refresh(base, prefix); err != nil {
-		return nil, err
+// Counts refreshes and returns the number of events of every team in the layout's indices, and the
+// number of quarantine documents.
+func Counts(base string, lay *layout.Layout) (teams map[string]int, quarantined int, err error) {
+	if err := Refresh(base, lay.Prefix()); err != nil {
+		return nil, 0, err
 	}
-	var rows []struct {
-		Index string `json:"index"`
-		Count string `json:"docs.count"`
+	base = strings.TrimRight(base, "/")
+	teams = map[string]int{}
+	var after json.RawMessage
+	for {
+		composite := map[string]any{"size": 10000, "sources": []any{map[string]any{"team": map[string]any{"terms": map[string]any{"field": "team_id"}}}}}
+		if after != nil {
+			composite["after"] = after
+		}
+		body, _ := json.Marshal(map[string]any{"size": 0, "aggs": map[string]any{"teams": map[string]any{"composite": composite}}})
+		var res struct {
+			Aggregations struct {
+				Teams struct {
+					AfterKey json.RawMessage `json:"after_key"`
+					Buckets  []struct {
+						Key      struct{ Team string } `json:"key"`
+						DocCount int                   `json:"doc_count"`
+					} `json:"buckets"`
+				} `json:"teams"`
+			} `json:"aggregations"`
+		}
+		if err := do(http.MethodPost, base+"/"+strings.Join(lay.ReadIndices(), ",")+"/_search?allow_no_indices=true&ignore_unavailable=true", string(body), &res); err != nil {
+			return nil, 0, err
+		}
+		for _, b := range res.Aggregations.Teams.Buckets {
+			teams[b.Key.Team] = b.DocCount
+		}
+		if len(res.Aggregations.Teams.Buckets) == 0 || len(res.Aggregations.Teams.AfterKey) == 0 {
+			break
+		}
+		after = res.Aggregations.Teams.AfterKey
 	}
-	if err := get(base, "/_cat/indices/"+prefix+"*?format=json&h=index,docs.count&expand_wildcards=all", &rows); err != nil {
-		return nil, err
+	var cnt struct{ Count int }
+	if err := do(http.MethodPost, base+"/"+lay.Quarantine()+"/_count?allow_no_indices=true&ignore_unavailable=true", "", &cnt); err != nil {
+		return nil, 0, err
 	}
-	out := map[string]int{}
-	for _, r := range rows {
-		var n int
-		fmt.Sscan(r.Count, &n)
-		out[strings.TrimPrefix(r.Index, prefix)] = n
+	return teams, cnt.Count, nil
+}
+
+// Total refreshes and counts the events and the quarantine documents of the layout's indices.
+func Total(base string, lay *layout.Layout) (events, quarantined int, err error) {
+	if err := Refresh(base, lay.Prefix()); err != nil {
+		return 0, 0, err
 	}
-	return out, nil
+	base = strings.TrimRight(base, "/")
+	for _, c := range []struct {
+		indices string
+		n       *int
+	}{{strings.Join(lay.ReadIndices(), ","), &events}, {lay.Quarantine(), &quarantined}} {
+		var cnt struct{ Count int }
+		if err := do(http.MethodPost, base+"/"+c.indices+"/_count?allow_no_indices=true&ignore_unavailable=true", "", &cnt); err != nil {
+			return 0, 0, err
+		}
+		*c.n = cnt.Count
+	}
+	return events, quarantined, nil
 }
 
 // Doc is one stored document, as the proofs see it.
 type Doc struct {
-	Index    string   // the index name without the prefix
+	Index    string   // the index name
+	ID       string   // _id
+	Routing  string   // _routing
+	Time     string   // @timestamp
 	EventID  string   // event.id
 	TeamID   string   // team_id of an event document
 	QTeamID  string   // quarantine.team_id of a quarantine document
@@ -59,8 +105,10 @@ type Doc struct {
 	Ingested string   // event.ingested
 }
 
-// Inventory refreshes and returns every document under prefix, read through one point in time.
-func Inventory(base, prefix string) ([]Doc, error) {
+// Inventory refreshes and returns every document of the layout's indices (the quarantine
+// included), read through one point in time.
+func Inventory(base string, lay *layout.Layout) ([]Doc, error) {
+	prefix := lay.Prefix()
 	if err := Refresh(base, prefix); err != nil {
 		return nil, err
 	}
@@ -77,7 +125,7 @@ func Inventory(base, prefix string) ([]Doc, error) {
 	for {
 		req := map[string]any{
 			"size": 10000, "pit": map[string]any{"id": pit.ID, "keep_alive": "2m"}, "sort": []any{"_shard_doc"},
-			"_source":          []string{"event.id", "event.ingested", "team_id", "quarantine.team_id", "quarantine.reasons"},
+			"_source":          []string{"@timestamp", "event.id", "event.ingested", "team_id", "quarantine.team_id", "quarantine.reasons"},
 			"track_total_hits": false,
 		}
 		if after != nil {
@@ -88,9 +136,12 @@ func Inventory(base, prefix string) ([]Doc, error) {
 			PitID string `json:"pit_id"`
 			Hits  struct {
 				Hits []struct {
-					Index  string          `json:"_index"`
-					Sort   json.RawMessage `json:"sort"`
-					Source struct {
+					Index   string          `json:"_index"`
+					ID      string          `json:"_id"`
+					Routing string          `json:"_routing"`
+					Sort    json.RawMessage `json:"sort"`
+					Source  struct {
+						Time  string `json:"@timestamp"`
 						Event struct {
 							ID       string `json:"id"`
 							Ingested string `json:"ingested"`
@@ -110,7 +161,7 @@ func Inventory(base, prefix string) ([]Doc, error) {
 		pit.ID = res.PitID
 		for _, h := range res.Hits.Hits {
 			s := h.Source
-			docs = append(docs, Doc{Index: strings.TrimPrefix(h.Index, prefix), EventID: s.Event.ID, TeamID: s.TeamID,
+			docs = append(docs, Doc{Index: h.Index, ID: h.ID, Routing: h.Routing, Time: s.Time, EventID: s.Event.ID, TeamID: s.TeamID,
 				QTeamID: s.Quarantine.TeamID, Reasons: s.Quarantine.Reasons, Ingested: s.Event.Ingested})
 			after = h.Sort
 		}
@@ -142,34 +193,6 @@ func do(method, url, body string, out any) error {
 	return json.Unmarshal(b, out)
 }
 
-// DuplicateIDs returns how many event ids are stored more than once across the indices under prefix
-// (the exporter's _id makes this impossible within one index; this also checks across indices).
-func DuplicateIDs(base, prefix string) (int, error) {
-	body := `{"size":0,"aggs":{"ids":{"terms":{"field":"event.id","min_doc_count":2,"size":10000}}}}`
-	req, _ := http.NewRequest(http.MethodPost, strings.TrimRight(base, "/")+"/"+prefix+"*/_search?expand_wildcards=all", strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	res, err := client.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	if res.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("duplicate check: %s: %s", res.Status, b)
-	}
-	var out struct {
-		Aggregations struct {
-			IDs struct {
-				Buckets []json.RawMessage `json:"buckets"`
-			} `json:"ids"`
-		} `json:"aggregations"`
-	}
-	if err := json.Unmarshal(b, &out); err != nil {
-		return 0, fmt.Errorf("%v: %s", err, b)
-	}
-	return len(out.Aggregations.IDs.Buckets), nil
-}
-
 func get(base, path string, out any) error {
 	res, err := client.Get(strings.TrimRight(base, "/") + path)
 	if err != nil {
@@ -196,4 +219,34 @@ func DeleteAll(base, prefix string) {
 	// Callers that check for leaked goroutines must not see idle connections.
 	client.CloseIdleConnections()
 	http.DefaultClient.CloseIdleConnections()
+}
+
+// Footprint is what indices cost the cluster, whatever they hold.
+type Footprint struct {
+	Shards     int // shard copies of the indices under the prefix
+	AllShards  int // active shard copies in the cluster
+	StateBytes int // the cluster state, as GET _cluster/state returns it (uncompressed JSON)
+}
+
+// Measure reads the footprint of the indices under prefix and of the whole cluster.
+func Measure(base, prefix string) (Footprint, error) {
+	var f Footprint
+	var shards []json.RawMessage
+	if err := get(base, "/_cat/shards/"+prefix+"*?format=json&h=index", &shards); err != nil {
+		return f, err
+	}
+	f.Shards = len(shards)
+	var health struct {
+		ActiveShards int `json:"active_shards"`
+	}
+	if err := get(base, "/_cluster/health", &health); err != nil {
+		return f, err
+	}
+	f.AllShards = health.ActiveShards
+	var state json.RawMessage
+	if err := get(base, "/_cluster/state", &state); err != nil {
+		return f, err
+	}
+	f.StateBytes = len(state)
+	return f, nil
 }

@@ -32,13 +32,16 @@ import (
 
 // Config of a load run.
 type Config struct {
-	Endpoint      string        // OTLP/gRPC endpoint of the collector
-	Rate          int           // events per second; 0 sends as fast as the collector accepts
-	Duration      time.Duration // how long to send; 0 with Count
-	Count         int           // how many events; 0 with Duration
-	Teams         int           // events are spread over teams 1..Teams (numeric ids from 1000)
-	MetadataBytes int           // approximate size of each event's metadata
-	Batch         int           // events per OTLP request (default 500)
+	Endpoint string        // OTLP/gRPC endpoint of the collector
+	Rate     int           // events per second; 0 sends as fast as the collector accepts
+	Duration time.Duration // how long to send; 0 with Count
+	Count    int           // how many events; 0 with Duration
+	Teams    int           // events are spread over Teams teams (numeric ids from 1000), round robin
+	// Zipf spreads events by a Zipf distribution instead (s = 1.1): a few teams send most events
+	// and most teams send few, as in real life.
+	Zipf          bool
+	MetadataBytes int // approximate size of each event's metadata
+	Batch         int // events per OTLP request (default 500)
 	// Bad, when set, mixes in one malformed record every Bad events (see Malformed).
 	Bad int
 	// Poison, when set, gives every Poison-th event an id of 200 bytes of invalid UTF-8, which the
@@ -113,6 +116,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 
 	res := Result{PerTeam: map[string]int64{}}
 	rng := rand.New(rand.NewPCG(1, 2)) // the same run produces the same events
+	var zipf *rand.Zipf
+	if cfg.Zipf && cfg.Teams > 1 {
+		zipf = rand.NewZipf(rand.New(rand.NewPCG(3, 4)), 1.1, 1, uint64(cfg.Teams-1))
+	}
 	actions := audit.DefaultCatalog().ActionNames()
 	begin := time.Now()
 	var interval time.Duration
@@ -140,7 +147,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			res.Malformed++
 			continue
 		}
-		ev := Event(rng, actions, i, cfg.Teams, cfg.MetadataBytes)
+		team := i % cfg.Teams
+		if zipf != nil {
+			team = int(zipf.Uint64())
+		}
+		ev := Event(rng, actions, i, team, cfg.MetadataBytes)
 		id, err := uuid.NewV7()
 		if err != nil {
 			return res, err
@@ -219,13 +230,14 @@ func sendPoisoned(ctx context.Context, endpoint string, ev audit.Event, i int) (
 	}
 }
 
-// Event returns the i-th event of a run: a catalog action, a user (two in three) or the system, one to
-// three targets, and metadata of about metadataBytes in a shape that varies by action.
-func Event(rng *rand.Rand, actions []string, i, teams, metadataBytes int) audit.Event {
+// Event returns the i-th event of a run, for the team-th team: a catalog action, a user (two in three)
+// or the system, one to three targets, and metadata of about metadataBytes in a shape that varies by
+// action.
+func Event(rng *rand.Rand, actions []string, i, team, metadataBytes int) audit.Event {
 	action := actions[rng.IntN(len(actions))]
 	ev := audit.Event{
 		Action: action,
-		TeamID: fmt.Sprint(1000 + i%teams),
+		TeamID: fmt.Sprint(1000 + team),
 		Time:   time.Now(),
 	}
 	if rng.IntN(3) > 0 {
