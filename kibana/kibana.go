@@ -11,8 +11,24 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
+	"net/url"
 	"strings"
 )
+
+// Ids of the saved objects others link to.
+const (
+	DataViewID = "auditpipe-audit-events"
+	SearchID   = "auditpipe-audit-search"
+)
+
+// DiscoverURL links to the saved search "Audit events" filtered to one team, over the last days.
+// The team id must be valid (audit.CheckTeamID): it is written into the query unescaped for rison.
+// A filter is a convenience for engineers, not a security boundary.
+func DiscoverURL(kibanaURL, team string, days int) string {
+	a := fmt.Sprintf("(query:(language:kuery,query:'team_id : \"%s\"'))", team)
+	g := fmt.Sprintf("(time:(from:now-%dd,to:now))", days)
+	return strings.TrimRight(kibanaURL, "/") + "/app/discover#/view/" + SearchID + "?_a=" + url.QueryEscape(a) + "&_g=" + url.QueryEscape(g)
+}
 
 // SavedObjects is saved_objects.ndjson, one saved object per line.
 //

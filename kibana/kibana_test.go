@@ -227,3 +227,10 @@ func TestImport(t *testing.T) {
 	assert.ErrorContains(t, err, "with errors")
 	assert.Equal(t, want, n)
 }
+
+func TestDiscoverURLFiltersOneTeam(t *testing.T) {
+	u := DiscoverURL("http://127.0.0.1:5601/", "191796", 7)
+	assert.True(t, strings.HasPrefix(u, "http://127.0.0.1:5601/app/discover#/view/"+SearchID+"?_a="), u)
+	assert.Contains(t, u, "team_id+%3A+%22191796%22")
+	assert.Contains(t, u, "now-7d")
+}

@@ -52,7 +52,8 @@ Commands:
   teams    list the teams with an audit log, their event counts and time ranges
   show     print one event
   tail     print a team's new events as they arrive
-  kibana   import the Kibana saved objects (data view, saved search, dashboard)
+  kibana   import the Kibana saved objects (data view, saved search, dashboard), or with --team
+           print the link to one team's events in Discover
   quarantine list|show|replay
            the records the pipeline could not store, and replaying them once the cause is fixed
   layout show|plan
@@ -380,8 +381,17 @@ func kibana(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.Writ
 	password := fs.String("kibana-password", env("KIBANA_PASSWORD", ""), "Kibana password (KIBANA_PASSWORD)")
 	apiKey := fs.String("kibana-api-key", env("KIBANA_API_KEY", ""), "Kibana API key (KIBANA_API_KEY)")
 	file := fs.String("file", "", "saved objects NDJSON to import (default: the ones built into auditctl)")
+	team := fs.String("team", "", "print the link to one team's events in Discover instead of importing")
+	days := fs.Int("days", 30, "with --team: how many days back the link shows")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *team != "" {
+		if err := audit.CheckTeamID(*team); err != nil {
+			return fmt.Errorf("team %w", err)
+		}
+		fmt.Fprintln(stdout, kibanaobjects.DiscoverURL(*url, *team, *days))
+		return nil
 	}
 	objects := kibanaobjects.SavedObjects
 	if *file != "" {

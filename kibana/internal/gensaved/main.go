@@ -8,12 +8,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+
+	"github.com/auditpipe/auditpipe/internal/layout"
+	"github.com/auditpipe/auditpipe/kibana"
 )
 
 const (
-	dataView       = "auditpipe-audit-events"
+	dataView       = kibana.DataViewID
 	quarantineView = "auditpipe-audit-quarantine"
-	searchID       = "auditpipe-audit-search"
+	searchID       = kibana.SearchID
 )
 
 func js(v any) string {
@@ -94,12 +97,19 @@ func main() {
 			"action : (user_access_changed or admin_action or job_user_access_* or team_api_key_* or saml_config_*)", tableParams,
 			[]obj{count(), terms("2", "bucket", "action", 20), terms("3", "bucket", "team_id", 50), terms("4", "bucket", "actor.id", 20)}), 48, 15},
 	}
+	// The data views cover what the layout's readers read: every partition of both tiers (and the
+	// previous per-team indices) but the quarantine. Engineers work per team with a team_id filter
+	// (auditctl kibana --team prints the link); see docs/layout.md for why not per-team aliases.
+	lay, err := layout.New(layout.DefaultPrefix, layout.DefaultQuarantine, layout.NewDefaultConfig())
+	if err != nil {
+		panic(err)
+	}
 	objects := []obj{
 		{"id": dataView, "type": "index-pattern", "attributes": obj{
-			"title": "audit-*,-audit-quarantine", "name": "Audit events", "timeFieldName": "@timestamp",
+			"title": lay.DataViewTitle(), "name": "Audit events", "timeFieldName": "@timestamp",
 		}, "references": []obj{}},
 		{"id": quarantineView, "type": "index-pattern", "attributes": obj{
-			"title": "audit-quarantine", "name": "Audit quarantine", "timeFieldName": "@timestamp",
+			"title": lay.Quarantine(), "name": "Audit quarantine", "timeFieldName": "@timestamp",
 		}, "references": []obj{}},
 		{"id": searchID, "type": "search", "attributes": obj{
 			"title":                 "Audit events",
