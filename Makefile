@@ -11,7 +11,7 @@ DIST := _build/otelcol-audit
 # The distribution is rebuilt only when its inputs change: the manifest, the module, any Go source.
 DIST_INPUTS := builder-config.yaml go.mod go.sum $(shell find audit auditlog exporter processor internal -name '*.go' -not -name '*_test.go' -not -path 'internal/tools/*' 2>/dev/null) $(wildcard audit/*.yaml)
 
-.PHONY: help build cli compile run demo reliability reliability-short load fuzz test test-short bench es-start es-stop es-status lint fmt vet generate tools clean
+.PHONY: help build cli compile run demo reliability reliability-short load footprint fuzz test test-short bench es-start es-stop es-status lint fmt vet generate tools clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -31,8 +31,11 @@ reliability: $(DIST) ## fault scenarios with the real binary, its own Elasticsea
 reliability-short: $(DIST) ## the short version CI runs (about 15 minutes)
 	$(GO) run ./cmd/auditproof reliability -short
 
-load: $(DIST) ## sustained end-to-end throughput for several team counts and metadata sizes (see BENCHMARKS.md)
+load: $(DIST) ## sustained end-to-end throughput for 10 to 100,000 teams and several metadata sizes, with shards and cluster state (see BENCHMARKS.md)
 	$(GO) run ./cmd/auditproof load
+
+footprint: ## cluster state and time of an index or a filtered alias per team, on the default node (see docs/layout.md)
+	$(GO) run ./cmd/auditproof footprint
 
 FUZZTIME ?= 30s
 fuzz: ## run every fuzz target for FUZZTIME each (default 30s)

@@ -4,6 +4,7 @@
 //	auditproof reliability [-short] [-only a,b]   fault scenarios, verified id by id
 //	auditproof load [-short]                      sustained throughput, collector CPU per event, peak memory,
 //	                                              shards and cluster state, for 10 to 100,000 teams
+//	auditproof footprint                          cluster state and time of an index or an alias per team
 //
 // Every acknowledged record is checked by id: stored exactly once where the layout puts its team and
 // time, or quarantined with a reason. Every fault is shown to have happened (measured, counted, the pid
@@ -41,8 +42,8 @@ type env struct {
 }
 
 func main() {
-	if len(os.Args) < 2 || (os.Args[1] != "reliability" && os.Args[1] != "load") {
-		fmt.Fprintln(os.Stderr, "usage: auditproof reliability|load [-short] [-es-port 9250]")
+	if len(os.Args) < 2 || (os.Args[1] != "reliability" && os.Args[1] != "load" && os.Args[1] != "footprint") {
+		fmt.Fprintln(os.Stderr, "usage: auditproof reliability|load|footprint [-short] [-es-port 9250]")
 		os.Exit(2)
 	}
 	fs := flag.NewFlagSet("auditproof "+os.Args[1], flag.ExitOnError)
@@ -71,6 +72,8 @@ func main() {
 		ok = reliability(e)
 	case "load":
 		ok = load(e)
+	case "footprint":
+		ok = footprint(e)
 	}
 	if !ok {
 		e.es("stop")

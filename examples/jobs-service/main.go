@@ -22,6 +22,7 @@ import (
 	"io"
 	"log"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"strconv"
 	"time"
@@ -33,6 +34,7 @@ import (
 
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/auditlog"
+	"github.com/auditpipe/auditpipe/internal/layout"
 )
 
 func main() {
@@ -92,6 +94,7 @@ func main() {
 // runDemo emits the specification's sample record and polls Elasticsearch until its document appears.
 func runDemo(ctx context.Context, al *auditlog.Logger, provider *sdklog.LoggerProvider) error {
 	ev := audit.SampleEvent()
+	ev.Time = time.Now()
 	id, err := al.Emit(ctx, ev)
 	if err != nil {
 		return err
@@ -103,7 +106,12 @@ func runDemo(ctx context.Context, al *auditlog.Logger, provider *sdklog.LoggerPr
 	if es == "" {
 		es = "http://127.0.0.1:9200"
 	}
-	url := es + "/audit-191796/_doc/" + id
+	// Where the collector's default layout puts it: the shared partition of its month, routed by team.
+	lay, err := layout.New(layout.DefaultPrefix, layout.DefaultQuarantine, layout.NewDefaultConfig())
+	if err != nil {
+		return err
+	}
+	url := es + "/" + lay.Index(ev.TeamID, ev.Time) + "/_doc/" + neturl.PathEscape(layout.DocID(ev.TeamID, id)) + "?routing=" + ev.TeamID
 	fmt.Fprintf(os.Stderr, "sent event %s; waiting for %s\n", id, url)
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/auditpipe/auditpipe/internal/esinspect"
+	"github.com/auditpipe/auditpipe/internal/layout"
+)
+
+// footprint measures, on the default node, what the two ways of giving each team its own name cost
+// the cluster: an index per team (the previous layout) and a filtered, routed alias per team over a
+// shared partition (the alternative to a data view with a team_id filter). docs/layout.md uses the
+// figures.
+func footprint(e env) bool {
+	prefix := fmt.Sprintf("footprint-%d-", os.Getpid())
+	lay, err := layout.New(prefix+layout.DefaultPrefix, prefix+layout.DefaultQuarantine, layout.NewDefaultConfig())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return false
+	}
+	defer esinspect.DeleteAll(e.esURL, prefix)
+	base, err := esinspect.Measure(e.esURL, prefix)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return false
+	}
+	fmt.Fprintf(e.out, "cluster state before: %d KiB, %d shards\n\n", base.StateBytes>>10, base.AllShards)
+
+	// An index per team, as the previous layout created them (one shard, no replica).
+	const indices = 400
+	began := time.Now()
+	for i := 0; i < indices; i++ {
+		if err := e.call(http.MethodPut, "/"+lay.Legacy(fmt.Sprint(100000+i)), `{"settings":{"number_of_shards":1,"number_of_replicas":0}}`); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return false
+		}
+	}
+	perIndex := time.Since(began) / indices
+	after, err := esinspect.Measure(e.esURL, prefix)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return false
+	}
+	fmt.Fprintf(e.out, "index per team: %d indices add %d KiB of cluster state (%.1f KiB per team) and %d shards; creating one takes %s\n\n",
+		indices, (after.StateBytes-base.StateBytes)>>10, float64(after.StateBytes-base.StateBytes)/indices/1024, after.Shards, perIndex.Round(time.Millisecond))
+	esinspect.DeleteAll(e.esURL, prefix)
+
+	// A filtered, routed alias per team over one shared partition.
+	partition := lay.Index("1", time.Now())
+	if err := e.call(http.MethodPut, "/"+partition, `{"settings":{"number_of_shards":1,"number_of_replicas":0}}`); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return false
+	}
+	start, _ := esinspect.Measure(e.esURL, prefix)
+	fmt.Fprintf(e.out, "%8s %18s %22s %24s\n", "aliases", "cluster state KiB", "state per alias bytes", "add one alias (mean of 20)")
+	const batch = 500
+	total := 0
+	for _, upTo := range []int{1000, 2500, 5000, 10000} {
+		for total < upTo {
+			var actions []any
+			for i := 0; i < batch; i++ {
+				actions = append(actions, aliasAction(lay, partition, total+i))
+			}
+			total += batch
+			if err := e.call(http.MethodPost, "/_aliases", mustJSON(map[string]any{"actions": actions})); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return false
+			}
+		}
+		// One more alias at a time, as lazily created aliases would be added.
+		began := time.Now()
+		for i := 0; i < 20; i++ {
+			if err := e.call(http.MethodPost, "/_aliases", mustJSON(map[string]any{"actions": []any{aliasAction(lay, partition, 1_000_000+upTo+i)}})); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return false
+			}
+		}
+		one := time.Since(began) / 20
+		m, err := esinspect.Measure(e.esURL, prefix)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return false
+		}
+		fmt.Fprintf(e.out, "%8d %18d %22d %24s\n", upTo, m.StateBytes>>10, (m.StateBytes-start.StateBytes)/(upTo+20), one.Round(time.Millisecond))
+	}
+	return true
+}
+
+// aliasAction adds the alias a team would get: its old index name, filtered and routed to it.
+func aliasAction(lay *layout.Layout, index string, i int) map[string]any {
+	team := fmt.Sprint(100000 + i)
+	return map[string]any{"add": map[string]any{
+		"index": index, "alias": lay.Legacy(team), "routing": team,
+		"filter": map[string]any{"term": map[string]any{"team_id": team}},
+	}}
+}
+
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+// call sends a request with a JSON body to auditproof's node and fails on an error answer.
+func (e env) call(method, path, body string) error {
+	req, err := http.NewRequest(method, e.esURL+path, bytes.NewReader([]byte(body)))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	res, err := httpc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode >= 300 {
+		return fmt.Errorf("%s %s: %s: %s", method, path, res.Status, b)
+	}
+	return nil
+}
