@@ -95,6 +95,7 @@ func TestEventsOutsideRetentionOrTooFarAheadAreQuarantined(t *testing.T) {
 func TestRetentionPurgesWholePartitionsAndNothingBringsThemBack(t *testing.T) {
 	e, cfg := testExporter(t, "", func(c *Config) {
 		c.Layout.Teams = []layout.TeamConfig{{Team: "brief", Retention: "short"}}
+		c.Layout.PurgeInterval = 0 // the test purges, with a clock of its own
 	})
 	ctx := context.Background()
 	real := time.Now()
@@ -158,4 +159,20 @@ func TestNewFieldsReachTheCurrentPartition(t *testing.T) {
 	require.NoError(t, e.pushLogs(context.Background(), ld))
 	assert.Equal(t, map[string]int{"7": 1}, teamCounts(t, cfg), "stored, not refused by the old strict mapping")
 	assert.NotEmpty(t, searchTeam(t, cfg, "7")[0].Source["audit"].(map[string]any)["warnings"])
+}
+
+// TestThePurgeLoopRuns: a running exporter deletes an expired partition on its own.
+func TestThePurgeLoopRuns(t *testing.T) {
+	cfg := testConfig(t, "")
+	cfg.Layout.PurgeInterval = 100 * time.Millisecond
+	lay, err := cfg.layout()
+	require.NoError(t, err)
+	expired := lay.Index("1", time.Now().AddDate(-2, 0, 0)) // standard class: 400 days
+	current := lay.Index("1", time.Now())
+	for _, index := range []string{expired, current} {
+		esDo(t, http.MethodPut, "/"+index, `{"settings":{"number_of_replicas":0}}`)
+	}
+	startExporter(t, cfg)
+	require.Eventually(t, func() bool { return esGet(t, "/"+expired, nil) == http.StatusNotFound }, 30*time.Second, 100*time.Millisecond)
+	assert.Equal(t, http.StatusOK, esGet(t, "/"+current, nil))
 }

@@ -31,7 +31,9 @@ func (e *auditExporter) startPurge() {
 	e.stopPurge, e.purgeDone = cancel, make(chan struct{})
 	go func() {
 		defer close(e.purgeDone)
-		t := time.NewTicker(every)
+		// The first purge a minute after start, not an interval later: a collector restarted more
+		// often than purge_interval still purges.
+		t := time.NewTimer(min(every, time.Minute))
 		defer t.Stop()
 		for {
 			select {
@@ -42,6 +44,7 @@ func (e *auditExporter) startPurge() {
 			if purged, err := e.purge(ctx); err != nil && ctx.Err() == nil {
 				e.set.Logger.Warn("retention: purge incomplete; will try again", zap.Strings("purged", purged), zap.Error(err))
 			}
+			t.Reset(every)
 		}
 	}()
 }
