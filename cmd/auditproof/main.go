@@ -171,10 +171,10 @@ func load(e env) bool {
 	if e.short {
 		dur = 15 * time.Second
 	}
-	const rowFormat = "%7v %14v %6v %8v %7v %16v %23v %23v %7v %7v %19v %5v %11v\n"
+	const rowFormat = "%7v %14v %6v %8v %7v %16v %23v %23v %7v %7v %19v %12v %5v %11v\n"
 	fmt.Fprintf(e.out, rowFormat, "teams", "metadata bytes", "fsync", "events", "teams", "events/s stored", "collector CPU µs/event", "collector peak RSS MiB",
-		"shards", "cluster", "cluster state KiB", "lost", "duplicated")
-	fmt.Fprintf(e.out, rowFormat, "", "", "", "", "sending", "", "", "", "(run)", "shards", "", "", "")
+		"shards", "cluster", "cluster state KiB", "stored bytes", "lost", "duplicated")
+	fmt.Fprintf(e.out, rowFormat, "", "", "", "", "sending", "", "", "", "(run)", "shards", "", "per event", "", "")
 	ok := true
 	for _, s := range shapes {
 		r, err := e.newRun(fmt.Sprintf("load-%d-%d-%t", s.teams, s.metadata, s.fsync), e.esURL, fmt.Sprintf("AUDIT_QUEUE_FSYNC=%t", s.fsync))
@@ -204,7 +204,7 @@ func load(e env) bool {
 		}
 		fmt.Fprintf(e.out, rowFormat, s.teams, s.metadata, s.fsync, out, len(res.PerTeam), fmt.Sprintf("%.0f", float64(out)/elapsed.Seconds()),
 			fmt.Sprintf("%.1f", float64((after.CPU-before.CPU).Microseconds())/float64(max(out, 1))), after.PeakRSS>>20,
-			fp.Shards, fp.AllShards, fp.StateBytes>>10, v.lost, v.duplicated)
+			fp.Shards, fp.AllShards, fp.StateBytes>>10, fp.StoreBytes/max(out, 1), v.lost, v.duplicated)
 	}
 	return ok
 }

@@ -223,9 +223,10 @@ func DeleteAll(base, prefix string) {
 
 // Footprint is what indices cost the cluster, whatever they hold.
 type Footprint struct {
-	Shards     int // shard copies of the indices under the prefix
-	AllShards  int // active shard copies in the cluster
-	StateBytes int // the cluster state, as GET _cluster/state returns it (uncompressed JSON)
+	Shards     int   // shard copies of the indices under the prefix
+	StoreBytes int64 // their primary store size
+	AllShards  int   // active shard copies in the cluster
+	StateBytes int   // the cluster state, as GET _cluster/state returns it (uncompressed JSON)
 }
 
 // Measure reads the footprint of the indices under prefix and of the whole cluster.
@@ -236,6 +237,17 @@ func Measure(base, prefix string) (Footprint, error) {
 		return f, err
 	}
 	f.Shards = len(shards)
+	var indices []struct {
+		Size string `json:"pri.store.size"`
+	}
+	if err := get(base, "/_cat/indices/"+prefix+"*?format=json&h=pri.store.size&bytes=b", &indices); err != nil {
+		return f, err
+	}
+	for _, ix := range indices {
+		var n int64
+		fmt.Sscan(ix.Size, &n)
+		f.StoreBytes += n
+	}
 	var health struct {
 		ActiveShards int `json:"active_shards"`
 	}
