@@ -157,14 +157,16 @@ func load(e env) bool {
 	type shape struct {
 		teams, metadata int
 		fsync           bool
+		warmUp          bool // a first, shorter run on the fresh node, printed but not compared
 	}
 	// Events spread over the teams by a Zipf distribution. Team counts up to 100,000 on the default
 	// node (1 GiB heap, 1,000 shards): the layout's shard count does not grow with the teams.
-	shapes := []shape{{10, 200, true}, {1000, 200, true}, {10000, 200, true}, {100000, 200, true}, {10, 4000, true}, {10, 200, false}}
+	warmUp := shape{10, 200, true, true}
+	shapes := []shape{warmUp, {10, 200, true, false}, {1000, 200, true, false}, {10000, 200, true, false}, {100000, 200, true, false}, {10, 4000, true, false}, {10, 200, false, false}}
 	if e.teams > 0 {
-		shapes = []shape{{e.teams, e.metadata, true}}
+		shapes = []shape{warmUp, {e.teams, e.metadata, true, false}}
 		if e.fsync == "both" {
-			shapes = append(shapes, shape{e.teams, e.metadata, false})
+			shapes = append(shapes, shape{e.teams, e.metadata, false, false})
 		}
 	}
 	dur := 60 * time.Second
@@ -177,14 +179,18 @@ func load(e env) bool {
 	fmt.Fprintf(e.out, rowFormat, "", "", "", "", "sending", "", "", "", "(run)", "shards", "", "per event", "", "")
 	ok := true
 	for _, s := range shapes {
-		r, err := e.newRun(fmt.Sprintf("load-%d-%d-%t", s.teams, s.metadata, s.fsync), e.esURL, fmt.Sprintf("AUDIT_QUEUE_FSYNC=%t", s.fsync))
+		r, err := e.newRun(fmt.Sprintf("load-%d-%d-%t-%t", s.teams, s.metadata, s.fsync, s.warmUp), e.esURL, fmt.Sprintf("AUDIT_QUEUE_FSYNC=%t", s.fsync))
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return false
 		}
 		before, _ := r.proc.ReadUsage()
 		begin := time.Now()
-		res, err := loadgen.Run(context.Background(), loadgen.Config{Endpoint: r.env.GRPC, Duration: dur, Teams: s.teams, Zipf: true, MetadataBytes: s.metadata, Batch: 500})
+		d := dur
+		if s.warmUp {
+			d = dur / 3
+		}
+		res, err := loadgen.Run(context.Background(), loadgen.Config{Endpoint: r.env.GRPC, Duration: d, Teams: s.teams, Zipf: true, MetadataBytes: s.metadata, Batch: 500})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			ok = false
@@ -202,7 +208,11 @@ func load(e env) bool {
 			fmt.Fprintf(os.Stderr, "load %d teams: %v %s\n", s.teams, verr, v.describe())
 			ok = false
 		}
-		fmt.Fprintf(e.out, rowFormat, s.teams, s.metadata, s.fsync, out, len(res.PerTeam), fmt.Sprintf("%.0f", float64(out)/elapsed.Seconds()),
+		label := fmt.Sprint(s.teams)
+		if s.warmUp {
+			label = "warm-up"
+		}
+		fmt.Fprintf(e.out, rowFormat, label, s.metadata, s.fsync, out, len(res.PerTeam), fmt.Sprintf("%.0f", float64(out)/elapsed.Seconds()),
 			fmt.Sprintf("%.1f", float64((after.CPU-before.CPU).Microseconds())/float64(max(out, 1))), after.PeakRSS>>20,
 			fp.Shards, fp.AllShards, fp.StateBytes>>10, fp.StoreBytes/max(out, 1), v.lost, v.duplicated)
 	}

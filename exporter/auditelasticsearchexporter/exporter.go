@@ -265,7 +265,7 @@ func (e *auditExporter) deliver(ctx context.Context, items []*item, ingested tim
 			for _, it := range differ {
 				e.toQuarantine(it, quarantine{
 					stage:   stageIndexing,
-					reasons: []string{audit.FormatProblem(audit.ProblemIDConflict, fmt.Sprintf("event id %q is stored with hash %s; this event has hash %s", it.id, it.storedHash, it.hash))},
+					reasons: []string{audit.FormatProblem(audit.ProblemIDConflict, fmt.Sprintf("event id %q is stored with hash %s; this event has hash %s", it.eventID, it.storedHash, it.hash))},
 					index:   it.index, hash: it.hash, storedHash: it.storedHash,
 				}, ingested)
 				next = append(next, it)
