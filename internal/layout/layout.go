@@ -284,9 +284,14 @@ func (l *Layout) Config() Config { return l.cfg }
 // PlatformTeam is the team whose log records the pipeline's own events (purges).
 func (l *Layout) PlatformTeam() string { return l.cfg.PlatformTeam }
 
-// Placements returns a team's placements in time order, the default first.
+// Placements returns a team's placements in time order, starting with the one since always (the
+// default, unless the configuration places the team without a from date).
 func (l *Layout) Placements(team string) []Placement {
-	return append([]Placement{l.def}, l.teams[team]...)
+	ps := l.teams[team]
+	if len(ps) > 0 && ps[0].From.IsZero() {
+		return append([]Placement(nil), ps...)
+	}
+	return append([]Placement{l.def}, ps...)
 }
 
 // PlacementAt returns the team's placement at t.

@@ -54,6 +54,15 @@ func TestIndexIsAFunctionOfTeamTimeAndConfig(t *testing.T) {
 	}
 }
 
+func TestPlacements(t *testing.T) {
+	l := testLayout(t, TeamConfig{Team: "bank", Retention: "legal"}, TeamConfig{Team: "bank", Tier: Dedicated, Period: Year, From: "2027-01-01"})
+	ps := l.Placements("bank")
+	require.Len(t, ps, 2, "the team's own placement since always replaces the default")
+	assert.Equal(t, Placement{Tier: Shared, Period: Month, Class: "legal"}, ps[0])
+	assert.Equal(t, Placement{Tier: Dedicated, Period: Year, Class: "standard", From: date("2027-01-01T00:00:00Z")}, ps[1])
+	assert.Equal(t, []Placement{{Tier: Shared, Period: Month, Class: "standard"}}, l.Placements("1"))
+}
+
 func TestMovesTakeEffectAtABoundaryOfBothPeriods(t *testing.T) {
 	cfg := NewDefaultConfig()
 	cfg.Teams = []TeamConfig{{Team: "big", Tier: Dedicated, Period: Year, From: "2026-12-01"}}
