@@ -317,7 +317,7 @@ func TestConfigValidation(t *testing.T) {
 
 	// The same bad value stops a starting collector with the same message.
 	cmd := exec.Command(bin, "--config", bad)
-	cmd.Env = append(os.Environ(), "HEALTH_ENDPOINT="+freePort(t), "METRICS_PORT=0", "AUDIT_STORAGE_DIR="+t.TempDir())
+	cmd.Env = append(os.Environ(), "HEALTH_ENDPOINT="+freePort(t), "PPROF_ENDPOINT="+freePort(t), "METRICS_PORT=0", "AUDIT_STORAGE_DIR="+t.TempDir())
 	out, err = cmd.CombinedOutput()
 	require.Error(t, err)
 	assert.Contains(t, string(out), `index_prefix: "Audit-"`)

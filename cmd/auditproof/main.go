@@ -17,6 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,6 +39,7 @@ type env struct {
 	// load shape override
 	teams, metadata int
 	only, fsync     string
+	profile         string // load: write the collector's CPU and allocation profiles here
 	out             io.Writer
 }
 
@@ -56,6 +58,7 @@ func main() {
 	fs.IntVar(&e.metadata, "metadata", 200, "load: metadata bytes per event, with -teams")
 	fs.StringVar(&e.only, "only", "", "reliability: only these scenarios, comma-separated")
 	fs.StringVar(&e.fsync, "fsync", "true", "load with -teams: the queue's fsync, true or both (to measure its cost)")
+	fs.StringVar(&e.profile, "profile", "", "load: a directory for the collector's CPU profile (30 s, from the 10th second) and allocation profile of each shape")
 	fs.Parse(os.Args[2:])
 	e.esURL = "http://127.0.0.1:" + e.esPort
 	var err error
@@ -186,6 +189,14 @@ func load(e env) bool {
 		}
 		before, _ := r.proc.ReadUsage()
 		begin := time.Now()
+		profiled := make(chan error, 1)
+		if e.profile != "" && !s.warmUp {
+			go func() {
+				profiled <- r.profile(filepath.Join(e.profile, fmt.Sprintf("%d-%d-%t", s.teams, s.metadata, s.fsync)))
+			}()
+		} else {
+			profiled <- nil
+		}
 		d := dur
 		if s.warmUp {
 			d = dur / 3
@@ -198,6 +209,10 @@ func load(e env) bool {
 		out := r.waitStored(res.Sent)
 		elapsed := time.Since(begin)
 		after, _ := r.proc.ReadUsage()
+		if err := <-profiled; err != nil {
+			fmt.Fprintln(os.Stderr, "profiling the collector:", err)
+			ok = false
+		}
 		fp, ferr := esinspect.Measure(r.esURL, r.env.Prefix)
 		if ferr != nil {
 			fmt.Fprintln(os.Stderr, "measuring the cluster:", ferr)
@@ -217,6 +232,34 @@ func load(e env) bool {
 			fp.Shards, fp.AllShards, fp.StateBytes>>10, fp.StoreBytes/max(out, 1), v.lost, v.duplicated)
 	}
 	return ok
+}
+
+// profile saves the collector's CPU profile, 30 s from the 10th second of load, and its allocation
+// profile after that, as <base>-cpu.pprof and <base>-allocs.pprof (go tool pprof reads them).
+func (r *run) profile(base string) error {
+	if err := os.MkdirAll(filepath.Dir(base), 0o755); err != nil {
+		return err
+	}
+	time.Sleep(10 * time.Second)
+	c := http.Client{Timeout: time.Minute}
+	for _, p := range []struct{ path, file string }{
+		{"/debug/pprof/profile?seconds=30", base + "-cpu.pprof"},
+		{"/debug/pprof/allocs", base + "-allocs.pprof"},
+	} {
+		res, err := c.Get("http://" + r.env.PProf + p.path)
+		if err != nil {
+			return err
+		}
+		b, err := io.ReadAll(res.Body)
+		res.Body.Close()
+		if err != nil || res.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: %s %v", p.path, res.Status, err)
+		}
+		if err := os.WriteFile(p.file, b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // waitStored waits until n events are stored in the run's layout and returns how many are.

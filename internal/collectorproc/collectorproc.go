@@ -22,13 +22,14 @@ import (
 type Env struct {
 	ESURL, Prefix, StorageDir          string
 	GRPC, HTTP, Health, MetricsAddress string
+	PProf                              string   // the pprof extension's address
 	Extra                              []string // more NAME=value entries; later entries win
 }
 
 // NewEnv picks free loopback ports for a collector writing under prefix.
 func NewEnv(esURL, prefix, storageDir string) (Env, error) {
 	e := Env{ESURL: esURL, Prefix: prefix, StorageDir: storageDir}
-	for _, p := range []*string{&e.GRPC, &e.HTTP, &e.Health, &e.MetricsAddress} {
+	for _, p := range []*string{&e.GRPC, &e.HTTP, &e.Health, &e.MetricsAddress, &e.PProf} {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return e, err
@@ -58,6 +59,7 @@ func (e Env) List() []string {
 		"OTLP_GRPC_ENDPOINT="+e.GRPC,
 		"OTLP_HTTP_ENDPOINT="+e.HTTP,
 		"HEALTH_ENDPOINT="+e.Health,
+		"PPROF_ENDPOINT="+e.PProf,
 		"METRICS_PORT="+e.MetricsAddress[strings.LastIndex(e.MetricsAddress, ":")+1:],
 	), e.Extra...)
 }
