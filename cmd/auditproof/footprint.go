@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"time"
@@ -38,7 +36,7 @@ func footprint(e env) bool {
 	body := `{"settings":{"number_of_shards":1,"number_of_replicas":0},"mappings":` + auditelasticsearchexporter.EventMappings + `}`
 	began := time.Now()
 	for i := 0; i < indices; i++ {
-		if err := e.call(http.MethodPut, "/"+lay.Legacy(fmt.Sprint(100000+i)), body); err != nil {
+		if err := esPut(e.esURL+"/"+lay.Legacy(fmt.Sprint(100000+i)), body); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return false
 		}
@@ -55,7 +53,7 @@ func footprint(e env) bool {
 
 	// A filtered, routed alias per team over one shared partition.
 	partition := lay.Index("1", time.Now())
-	if err := e.call(http.MethodPut, "/"+partition, body); err != nil {
+	if err := esPut(e.esURL+"/"+partition, body); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return false
 	}
@@ -72,7 +70,7 @@ func footprint(e env) bool {
 				actions = append(actions, aliasAction(lay, partition, total+i))
 			}
 			total += batch
-			if err := e.call(http.MethodPost, "/_aliases", mustJSON(map[string]any{"actions": actions})); err != nil {
+			if err := esDo(http.MethodPost, e.esURL+"/_aliases", mustJSON(map[string]any{"actions": actions}), nil); err != nil {
 				fmt.Fprintln(os.Stderr, err)
 				return false
 			}
@@ -80,7 +78,7 @@ func footprint(e env) bool {
 		// One more alias at a time, as lazily created aliases would be added.
 		began := time.Now()
 		for i := 0; i < 20; i++ {
-			if err := e.call(http.MethodPost, "/_aliases", mustJSON(map[string]any{"actions": []any{aliasAction(lay, partition, 1_000_000+upTo+i)}})); err != nil {
+			if err := esDo(http.MethodPost, e.esURL+"/_aliases", mustJSON(map[string]any{"actions": []any{aliasAction(lay, partition, 1_000_000+upTo+i)}}), nil); err != nil {
 				fmt.Fprintln(os.Stderr, err)
 				return false
 			}
@@ -92,7 +90,7 @@ func footprint(e env) bool {
 			return false
 		}
 		var aliases json.RawMessage
-		if err := e.get("/"+partition+"/_alias", &aliases); err != nil {
+		if err := esDo(http.MethodGet, e.esURL+"/"+partition+"/_alias", "", &aliases); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return false
 		}
@@ -116,36 +114,4 @@ func mustJSON(v any) string {
 		panic(err)
 	}
 	return string(b)
-}
-
-// get reads a JSON answer of auditproof's node.
-func (e env) get(path string, out any) error {
-	res, err := httpc.Get(e.esURL + path)
-	if err != nil {
-		return err
-	}
-	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", path, res.Status)
-	}
-	return json.NewDecoder(res.Body).Decode(out)
-}
-
-// call sends a request with a JSON body to auditproof's node and fails on an error answer.
-func (e env) call(method, path, body string) error {
-	req, err := http.NewRequest(method, e.esURL+path, bytes.NewReader([]byte(body)))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	res, err := httpc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	if res.StatusCode >= 300 {
-		return fmt.Errorf("%s %s: %s: %s", method, path, res.Status, b)
-	}
-	return nil
 }

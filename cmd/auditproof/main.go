@@ -2,8 +2,9 @@
 // Elasticsearch node of its own (started on -es-port through scripts/elasticsearch.sh):
 //
 //	auditproof reliability [-short] [-only a,b]   fault scenarios, verified id by id
-//	auditproof load [-short]                      sustained throughput, collector CPU per event, peak memory,
-//	                                              shards and cluster state, for 10 to 100,000 teams
+//	auditproof load [-short] [-profile DIR]       sustained throughput beside a raw replay of the same documents,
+//	                                              collector CPU per event, peak memory, shards and cluster state,
+//	                                              for 10 to 100,000 teams
 //	auditproof footprint                          cluster state and time of an index or an alias per team
 //
 // Every acknowledged record is checked by id: stored exactly once where the layout puts its team and
@@ -176,10 +177,10 @@ func load(e env) bool {
 	if e.short {
 		dur = 15 * time.Second
 	}
-	const rowFormat = "%7v %14v %6v %8v %7v %16v %23v %23v %7v %7v %19v %12v %5v %11v\n"
-	fmt.Fprintf(e.out, rowFormat, "teams", "metadata bytes", "fsync", "events", "teams", "events/s stored", "collector CPU µs/event", "collector peak RSS MiB",
+	const rowFormat = "%7v %14v %6v %8v %7v %16v %13v %10v %23v %23v %7v %7v %19v %12v %5v %11v\n"
+	fmt.Fprintf(e.out, rowFormat, "teams", "metadata bytes", "fsync", "events", "teams", "events/s stored", "raw replay", "efficiency", "collector CPU µs/event", "collector peak RSS MiB",
 		"shards", "cluster", "cluster state KiB", "stored bytes", "lost", "duplicated")
-	fmt.Fprintf(e.out, rowFormat, "", "", "", "", "sending", "", "", "", "(run)", "shards", "", "per event", "", "")
+	fmt.Fprintf(e.out, rowFormat, "", "", "", "", "sending", "", "events/s", "", "", "", "(run)", "shards", "", "per event", "", "")
 	ok := true
 	for _, s := range shapes {
 		r, err := e.newRun(fmt.Sprintf("load-%d-%d-%t-%t", s.teams, s.metadata, s.fsync, s.warmUp), e.esURL, fmt.Sprintf("AUDIT_QUEUE_FSYNC=%t", s.fsync))
@@ -218,6 +219,15 @@ func load(e env) bool {
 			fmt.Fprintln(os.Stderr, "measuring the cluster:", ferr)
 			ok = false
 		}
+		raw, replayed, rerr := rawReplay(r.esURL, r.env.Layout(), r.env.Prefix+"raw-")
+		if rerr == nil && int64(replayed) != out {
+			rerr = fmt.Errorf("replayed %d events of %d stored", replayed, out)
+		}
+		if rerr != nil {
+			fmt.Fprintln(os.Stderr, "raw replay:", rerr)
+			ok = false
+		}
+		rate := float64(out) / elapsed.Seconds()
 		v, verr := r.settle(res)
 		if verr != nil || !v.ok() {
 			fmt.Fprintf(os.Stderr, "load %d teams: %v %s\n", s.teams, verr, v.describe())
@@ -227,7 +237,7 @@ func load(e env) bool {
 		if s.warmUp {
 			label = "warm-up"
 		}
-		fmt.Fprintf(e.out, rowFormat, label, s.metadata, s.fsync, out, len(res.PerTeam), fmt.Sprintf("%.0f", float64(out)/elapsed.Seconds()),
+		fmt.Fprintf(e.out, rowFormat, label, s.metadata, s.fsync, out, len(res.PerTeam), fmt.Sprintf("%.0f", rate), fmt.Sprintf("%.0f", raw), fmt.Sprintf("%.2f", rate/max(raw, 1)),
 			fmt.Sprintf("%.1f", float64((after.CPU-before.CPU).Microseconds())/float64(max(out, 1))), after.PeakRSS>>20,
 			fp.Shards, fp.AllShards, fp.StateBytes>>10, fp.StoreBytes/max(out, 1), v.lost, v.duplicated)
 	}

@@ -158,20 +158,6 @@ func (r *run) metric(name string) (float64, error) {
 }
 
 // esPut sends a JSON PUT to the node and fails on an error answer.
-func esPut(url, body string) error {
-	req, _ := http.NewRequest(http.MethodPut, url, strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	res, err := httpc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		return fmt.Errorf("PUT %s: %s", url, res.Status)
-	}
-	return nil
-}
-
 // blocked runs a block for the fault window between set and unset, and shows it happened: the
 // collector's exporter retried documents while it lasted.
 func (r *run) blocked(window time.Duration, what string, set, unset func() error) (string, error) {

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/auditpipe/auditpipe/internal/layout"
+)
+
+// rawReplay measures what the node takes without the collector: it reads the events a run stored
+// and writes them again, pre-encoded, into copies of the run's partitions (same mappings and
+// settings, names under toPrefix instead of the run's prefix, same routing and _id), with 2
+// connections and 5,000 documents per bulk request. It returns the events per second stored, and
+// deletes the copies.
+func rawReplay(esURL string, lay *layout.Layout, toPrefix string) (float64, int, error) {
+	bodies, indices, n, err := readForReplay(esURL, lay, toPrefix)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer func() {
+		for to := range indices {
+			esDo(http.MethodDelete, esURL+"/"+to, "", nil)
+		}
+	}()
+	// The copies get the source partitions' mappings and settings, as the template gave them.
+	for to, from := range indices {
+		var src map[string]struct {
+			Mappings json.RawMessage `json:"mappings"`
+		}
+		if err := esDo(http.MethodGet, esURL+"/"+from+"/_mapping", "", &src); err != nil {
+			return 0, 0, err
+		}
+		body := fmt.Sprintf(`{"settings":{"number_of_shards":1,"number_of_replicas":0,"refresh_interval":"1s"},"mappings":%s}`, src[from].Mappings)
+		if err := esPut(esURL+"/"+to, body); err != nil {
+			return 0, 0, err
+		}
+	}
+	work := make(chan []byte)
+	errs := make(chan error, len(bodies))
+	var wg sync.WaitGroup
+	began := time.Now()
+	for range 2 {
+		wg.Go(func() {
+			for b := range work {
+				errs <- postBulk(esURL, b)
+			}
+		})
+	}
+	for _, b := range bodies {
+		work <- b
+	}
+	close(work)
+	wg.Wait()
+	elapsed := time.Since(began)
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			return 0, 0, err
+		}
+	}
+	return float64(n) / elapsed.Seconds(), n, nil
+}
+
+// readForReplay reads every stored event of the layout through a point in time and encodes bulk
+// bodies of 5,000 create actions. indices maps each copy's name to its source partition.
+func readForReplay(esURL string, lay *layout.Layout, toPrefix string) (bodies [][]byte, indices map[string]string, n int, err error) {
+	indices = map[string]string{}
+	var pit struct {
+		ID string `json:"id"`
+	}
+	if err := esDo(http.MethodPost, esURL+"/"+strings.Join(lay.ReadIndices(), ",")+"/_pit?keep_alive=2m", "", &pit); err != nil {
+		return nil, nil, 0, err
+	}
+	defer func() {
+		esDo(http.MethodDelete, esURL+"/_pit", fmt.Sprintf(`{"id":%q}`, pit.ID), nil)
+	}()
+	var cur bytes.Buffer
+	var after json.RawMessage
+	for {
+		q := map[string]any{"size": 10000, "pit": map[string]any{"id": pit.ID, "keep_alive": "2m"}, "sort": []any{"_shard_doc"}, "track_total_hits": false}
+		if after != nil {
+			q["search_after"] = after
+		}
+		body, _ := json.Marshal(q)
+		var res struct {
+			PitID string `json:"pit_id"`
+			Hits  struct {
+				Hits []struct {
+					Index   string          `json:"_index"`
+					ID      string          `json:"_id"`
+					Routing string          `json:"_routing"`
+					Source  json.RawMessage `json:"_source"`
+					Sort    json.RawMessage `json:"sort"`
+				} `json:"hits"`
+			} `json:"hits"`
+		}
+		if err := esDo(http.MethodPost, esURL+"/_search", string(body), &res); err != nil {
+			return nil, nil, 0, err
+		}
+		pit.ID = res.PitID
+		for _, h := range res.Hits.Hits {
+			to := toPrefix + strings.TrimPrefix(h.Index, lay.Prefix())
+			indices[to] = h.Index
+			action, _ := json.Marshal(map[string]any{"create": map[string]any{"_index": to, "_id": h.ID, "routing": h.Routing}})
+			cur.Write(action)
+			cur.WriteByte('\n')
+			cur.Write(h.Source)
+			cur.WriteByte('\n')
+			n++
+			if n%5000 == 0 {
+				bodies = append(bodies, bytes.Clone(cur.Bytes()))
+				cur.Reset()
+			}
+			after = h.Sort
+		}
+		if len(res.Hits.Hits) < 10000 {
+			break
+		}
+	}
+	if cur.Len() > 0 {
+		bodies = append(bodies, bytes.Clone(cur.Bytes()))
+	}
+	return bodies, indices, n, nil
+}
+
+// postBulk sends one bulk body; any item that is not created is an error (the copy must hold
+// everything, or the rate means nothing).
+func postBulk(esURL string, body []byte) error {
+	var res struct {
+		Errors bool `json:"errors"`
+		Items  []struct {
+			Create struct {
+				Status int             `json:"status"`
+				Error  json.RawMessage `json:"error"`
+			} `json:"create"`
+		} `json:"items"`
+	}
+	req, _ := http.NewRequest(http.MethodPost, esURL+"/_bulk?filter_path=errors,items.*.status,items.*.error", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/x-ndjson")
+	r, err := httpc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer r.Body.Close()
+	b, _ := io.ReadAll(r.Body)
+	if r.StatusCode != http.StatusOK {
+		return fmt.Errorf("raw replay bulk: %s: %.300s", r.Status, b)
+	}
+	if err := json.Unmarshal(b, &res); err != nil {
+		return err
+	}
+	if res.Errors {
+		for _, it := range res.Items {
+			if it.Create.Status != http.StatusCreated {
+				return fmt.Errorf("raw replay bulk: item %d: %s", it.Create.Status, it.Create.Error)
+			}
+		}
+	}
+	return nil
+}
