@@ -63,14 +63,20 @@ func (l *Logger) Emit(ctx context.Context, ev audit.Event) (string, error) {
 	if ev.Time.IsZero() {
 		ev.Time = l.now()
 	}
+	l.logger.Emit(ctx, Record(ev))
+	return ev.ID, nil
+}
+
+// Record is the log record of an event whose id and time are set (Emit sets them), for senders that
+// add attributes of their own before emitting it.
+func Record(ev audit.Event) log.Record {
 	var r log.Record
 	r.SetEventName(audit.EventNamePrefix + ev.Action)
 	r.SetTimestamp(ev.Time)
 	r.SetSeverity(log.SeverityInfo)
 	r.SetBody(Body(ev))
 	r.AddAttributes(attribute.String(audit.AttrID, ev.ID))
-	l.logger.Emit(ctx, r)
-	return ev.ID, nil
+	return r
 }
 
 // Validate applies the rules the processor applies, so that a service learns of a bad event at once

@@ -69,7 +69,7 @@ func newEnv(t *testing.T) collectorproc.Env {
 func startCollector(t *testing.T, env collectorproc.Env) *collectorproc.Proc {
 	t.Helper()
 	logPath := filepath.Join(t.TempDir(), "collector.log")
-	p, err := collectorproc.Start(binary(t), "../config.example.yaml", env, logPath)
+	p, err := collectorproc.Start(binary(t), []string{"../config.example.yaml"}, env, logPath)
 	t.Cleanup(func() {
 		if p != nil && !p.Exited() {
 			p.Kill()

@@ -41,6 +41,8 @@ type env struct {
 	teams, metadata int
 	only, fsync     string
 	profile         string // load: write the collector's CPU and allocation profiles here
+	compare         string // load: "contrib" runs the side-by-side comparison instead
+	contribBin      string
 	out             io.Writer
 }
 
@@ -59,6 +61,8 @@ func main() {
 	fs.IntVar(&e.metadata, "metadata", 200, "load: metadata bytes per event, with -teams")
 	fs.StringVar(&e.only, "only", "", "reliability: only these scenarios, comma-separated")
 	fs.StringVar(&e.fsync, "fsync", "true", "load with -teams: the queue's fsync, true or both (to measure its cost)")
+	fs.StringVar(&e.compare, "compare", "", "load: contrib compares, in one run, this collector with contrib's elasticsearchexporter (bench/contrib)")
+	fs.StringVar(&e.contribBin, "contrib-bin", "bench/contrib/_build/otelcol-contrib-es", "load -compare contrib: the baseline collector (see bench/contrib/builder-config.yaml)")
 	fs.StringVar(&e.profile, "profile", "", "load: a directory for the collector's CPU profile (30 s, from the 10th second) and allocation profile of each shape")
 	fs.Parse(os.Args[2:])
 	e.esURL = "http://127.0.0.1:" + e.esPort
@@ -75,7 +79,11 @@ func main() {
 	case "reliability":
 		ok = reliability(e)
 	case "load":
-		ok = load(e)
+		if e.compare != "" {
+			ok = compare(e)
+		} else {
+			ok = load(e)
+		}
 	case "footprint":
 		ok = footprint(e)
 	}
@@ -112,15 +120,22 @@ func (e env) script(extra []string, verb string, args ...string) (string, error)
 
 // run is one scenario's setting: a collector writing under its own prefix.
 type run struct {
-	name  string
-	env   collectorproc.Env
-	proc  *collectorproc.Proc
-	logs  int
-	e     env
-	esURL string // where the run's documents are read back (the node, not a proxy)
+	name    string
+	bin     string   // the collector binary
+	configs []string // its configuration files, later ones overriding earlier ones
+	env     collectorproc.Env
+	proc    *collectorproc.Proc
+	logs    int
+	e       env
+	esURL   string // where the run's documents are read back (the node, not a proxy)
 }
 
 func (e env) newRun(name, esURL string, extraEnv ...string) (*run, error) {
+	return e.newRunOf(name, esURL, e.bin, []string{e.config}, extraEnv...)
+}
+
+// newRunOf starts the collector bin with configs, writing under a prefix of its own.
+func (e env) newRunOf(name, esURL, bin string, configs []string, extraEnv ...string) (*run, error) {
 	dir := filepath.Join(e.work, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -130,7 +145,7 @@ func (e env) newRun(name, esURL string, extraEnv ...string) (*run, error) {
 		return nil, err
 	}
 	ce.Extra = extraEnv
-	r := &run{name: name, env: ce, e: e, esURL: esURL}
+	r := &run{name: name, bin: bin, configs: configs, env: ce, e: e, esURL: esURL}
 	return r, r.start()
 }
 
@@ -145,13 +160,13 @@ func (e env) newRunSharing(name string, r *run) (*run, error) {
 		return nil, err
 	}
 	ce.Extra = r.env.Extra
-	other := &run{name: name, env: ce, e: e, esURL: r.esURL}
+	other := &run{name: name, bin: r.bin, configs: r.configs, env: ce, e: e, esURL: r.esURL}
 	return other, other.start()
 }
 
 func (r *run) start() error {
 	r.logs++
-	p, err := collectorproc.Start(r.e.bin, r.e.config, r.env, filepath.Join(r.env.StorageDir, fmt.Sprintf("collector-%d.log", r.logs)))
+	p, err := collectorproc.Start(r.bin, r.configs, r.env, filepath.Join(r.env.StorageDir, fmt.Sprintf("collector-%d.log", r.logs)))
 	r.proc = p
 	return err
 }

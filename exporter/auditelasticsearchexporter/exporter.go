@@ -109,7 +109,7 @@ func (e *auditExporter) installTemplates(ctx context.Context) error {
 	}
 	// A template applies to new indices only: existing partitions and the quarantine index gain the
 	// fields of this version here, or their strict mappings would refuse the new documents.
-	if err := putMapping(ctx, e.es, e.layout.PartitionPatterns(), eventProperties()); err != nil {
+	if err := putMapping(ctx, e.es, e.layout.PartitionPatterns(), EventProperties()); err != nil {
 		return err
 	}
 	if err := putMapping(ctx, e.es, []string{e.cfg.QuarantineIndex}, QuarantineMappings); err != nil {

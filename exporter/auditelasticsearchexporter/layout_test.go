@@ -148,9 +148,9 @@ func TestNewFieldsReachTheCurrentPartition(t *testing.T) {
 	require.NoError(t, err)
 	// The current partition was created by an older version, whose mapping lacked audit.warnings.
 	current := lay.Index("7", baseTime)
-	old := strings.Replace(eventProperties(), `,
+	old := strings.Replace(EventProperties(), `,
       "warnings": {"type": "keyword", "ignore_above": 1024}`, "", 1)
-	require.NotEqual(t, eventProperties(), old)
+	require.NotEqual(t, EventProperties(), old)
 	esDo(t, http.MethodPut, "/"+current, fmt.Sprintf(`{"settings":{"number_of_replicas":0},"mappings":%s}`, old))
 
 	e := startExporter(t, cfg)

@@ -39,8 +39,9 @@ const EventMappings = `{
   "properties": ` + eventFields + `
 }`
 
-// eventProperties is EventMappings without _routing, which an existing index cannot change.
-func eventProperties() string { return `{"dynamic":"strict","properties":` + eventFields + `}` }
+// EventProperties is EventMappings without _routing, which an existing index cannot change (the
+// side-by-side benchmark also gives it to the indices of contrib's exporter, which does not route).
+func EventProperties() string { return `{"dynamic":"strict","properties":` + eventFields + `}` }
 
 const eventFields = `{
     "@timestamp": {"type": "date_nanos"},

@@ -98,12 +98,16 @@ type Proc struct {
 }
 
 // Start runs bin with config and env, logging to logPath, and waits up to a minute for health.
-func Start(bin, config string, env Env, logPath string) (*Proc, error) {
+func Start(bin string, configs []string, env Env, logPath string) (*Proc, error) {
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "--config", config)
+	var args []string
+	for _, c := range configs { // later files override earlier ones
+		args = append(args, "--config", c)
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Env = env.List()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {

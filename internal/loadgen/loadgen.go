@@ -22,12 +22,14 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploggrpc"
+	"go.opentelemetry.io/otel/log"
 	sdklog "go.opentelemetry.io/otel/sdk/log"
 	"go.opentelemetry.io/otel/sdk/resource"
 	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
 
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/auditlog"
+	"github.com/auditpipe/auditpipe/internal/layout"
 )
 
 // Config of a load run.
@@ -54,6 +56,10 @@ type Config struct {
 	// sent to it too, as a client that failed over after its answer was lost would.
 	Resend      string
 	ResendEvery int
+	// Route, when set, gives each event the attributes elasticsearch.index and
+	// elasticsearch.document_id: the index and _id this layout gives it, for an exporter that routes
+	// by attribute (contrib's, in the side-by-side benchmark).
+	Route *layout.Layout
 	// Deadline bounds the whole run, acknowledgements included (default 10 minutes): a collector
 	// that never answers fails the run instead of hanging it.
 	Deadline time.Duration
@@ -113,6 +119,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		sdklog.WithProcessor(sender))
 	al := auditlog.New(provider)
 	raw := provider.Logger("auditload")
+	routed := raw
+	if cfg.Route != nil {
+		// contrib's exporter takes its mapping mode from the scope: the body map is the document.
+		routed = provider.Logger("auditload", log.WithInstrumentationAttributes(attribute.String("elastic.mapping.mode", "bodymap")))
+	}
 
 	res := Result{PerTeam: map[string]int64{}}
 	rng := rand.New(rand.NewPCG(1, 2)) // the same run produces the same events
@@ -167,7 +178,12 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			sender.mu.Unlock()
 		} else {
 			sender.expectID(ev.ID, Expect{Team: ev.TeamID})
-			if _, err := al.Emit(ctx, ev); err != nil {
+			if cfg.Route != nil {
+				r := auditlog.Record(ev)
+				r.AddAttributes(attribute.String("elasticsearch.index", cfg.Route.Index(ev.TeamID, ev.Time)),
+					attribute.String("elasticsearch.document_id", layout.DocID(ev.TeamID, ev.ID)))
+				routed.Emit(ctx, r)
+			} else if _, err := al.Emit(ctx, ev); err != nil {
 				return res, err
 			}
 		}

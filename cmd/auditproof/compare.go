@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/auditpipe/auditpipe/exporter/auditelasticsearchexporter"
+	"github.com/auditpipe/auditpipe/internal/esinspect"
+	"github.com/auditpipe/auditpipe/internal/layout"
+	"github.com/auditpipe/auditpipe/internal/loadgen"
+)
+
+// compare runs, in one run on one node, the same load through this collector and through a
+// collector built with contrib's elasticsearchexporter (bench/contrib), both with an in-memory
+// sending queue (contrib's baseline cannot have file_storage), at 10 and 100,000 teams. contrib gets
+// the index and _id our layout gives each event as attributes, and an index template with our event
+// mapping, so that it can store every event; what it does not store is counted as dropped.
+func compare(e env) bool {
+	if _, err := os.Stat(e.contribBin); err != nil {
+		fmt.Fprintf(os.Stderr, "no %s: build it as bench/contrib/builder-config.yaml says\n", e.contribBin)
+		return false
+	}
+	dur := 60 * time.Second
+	if e.short {
+		dur = 15 * time.Second
+	}
+	const rowFormat = "%-22v %7v %8v %8v %8v %16v %23v %23v\n"
+	fmt.Fprintf(e.out, rowFormat, "collector", "teams", "sent", "stored", "dropped", "events/s stored", "collector CPU µs/event", "collector peak RSS MiB")
+	ok := true
+	for i, teams := range []int{10, 10, 100000} {
+		for _, who := range []string{"auditpipe", "contrib"} {
+			if i == 0 && who == "contrib" {
+				continue // the first round warms the node up
+			}
+			row, err := e.compareOne(who, teams, dur)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "%s, %d teams: %v\n", who, teams, err)
+				ok = false
+			}
+			if i == 0 {
+				row[0] = "warm-up (auditpipe)"
+			}
+			fmt.Fprintf(e.out, rowFormat, row...)
+		}
+	}
+	return ok
+}
+
+// compareOne runs one collector under the load and returns its row.
+func (e env) compareOne(who string, teams int, dur time.Duration) ([]any, error) {
+	name := fmt.Sprintf("cmp-%s-%d-%d", who, teams, time.Now().UnixNano()%1e6)
+	bin, configs := e.bin, []string{e.config, "bench/inmemory.yaml"}
+	if who == "contrib" {
+		bin, configs = e.contribBin, []string{"bench/contrib/config.yaml"}
+	}
+	r, err := e.newRunOf(name, e.esURL, bin, configs)
+	if err != nil {
+		return []any{who, teams, "", "", "", "", "", ""}, err
+	}
+	defer esinspect.DeleteAll(e.esURL, r.env.Prefix)
+	defer func() {
+		if !r.proc.Exited() {
+			r.proc.Stop()
+		}
+	}()
+	// Where contrib writes: our layout's names under a prefix of its own, without routing.
+	lay := r.env.Layout()
+	cfg := loadgen.Config{Endpoint: r.env.GRPC, Duration: dur, Teams: teams, Zipf: true, MetadataBytes: 200, Batch: 500}
+	if who == "contrib" {
+		if lay, err = layout.New(r.env.Prefix+"contrib-", r.env.Prefix+"contrib-quarantine", layout.NewDefaultConfig()); err != nil {
+			return nil, err
+		}
+		template := fmt.Sprintf(`{"index_patterns":[%q],"priority":300,"template":{"settings":{"index":{"number_of_shards":1,"number_of_replicas":0,"refresh_interval":"1s"}},"mappings":%s}}`,
+			lay.TemplatePattern(), auditelasticsearchexporter.EventProperties())
+		if err := esDo(http.MethodPut, e.esURL+"/_index_template/"+r.env.Prefix+"contrib", template, nil); err != nil {
+			return nil, err
+		}
+		cfg.Route = lay
+	}
+	before, _ := r.proc.ReadUsage()
+	begin := time.Now()
+	res, lerr := loadgen.Run(context.Background(), cfg)
+	stored, last := waitStable(e.esURL, lay, res.Sent)
+	after, _ := r.proc.ReadUsage()
+	elapsed := last.Sub(begin)
+	row := []any{who, teams, res.Sent, stored, res.Sent - int64(stored), fmt.Sprintf("%.0f", float64(stored)/elapsed.Seconds()),
+		fmt.Sprintf("%.1f", float64((after.CPU-before.CPU).Microseconds())/float64(max(stored, 1))), after.PeakRSS >> 20}
+	if who == "auditpipe" {
+		// Ours must store everything: checked id by id, as in every other proof.
+		v, err := r.settle(res)
+		if err == nil && !v.ok() {
+			err = fmt.Errorf("%s", v.describe())
+		}
+		return row, err
+	}
+	return row, lerr
+}
+
+// waitStable waits until n events are stored in lay's indices, or until their count has not moved
+// for 20 s (an exporter that drops never gets there), and returns the count and when it last grew.
+func waitStable(esURL string, lay *layout.Layout, n int64) (int, time.Time) {
+	stored, last := 0, time.Now()
+	for time.Since(last) < 20*time.Second {
+		events, _, err := esinspect.Total(esURL, lay)
+		if err == nil && events > stored {
+			stored, last = events, time.Now()
+		}
+		if int64(stored) >= n {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	return stored, last
+}
