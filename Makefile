@@ -11,7 +11,7 @@ DIST := _build/otelcol-audit
 # The distribution is rebuilt only when its inputs change: the manifest, the module, any Go source.
 DIST_INPUTS := builder-config.yaml go.mod go.sum $(shell find audit auditlog exporter processor internal -name '*.go' -not -name '*_test.go' -not -path 'internal/tools/*' 2>/dev/null) $(wildcard audit/*.yaml)
 
-.PHONY: help build cli compile run demo reliability reliability-short load footprint fuzz test test-short bench es-start es-stop es-status lint fmt vet generate tools clean
+.PHONY: help build cli compile run demo reliability reliability-short load footprint contrib-baseline fuzz test test-short bench es-start es-stop es-status lint fmt vet generate tools clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ load: $(DIST) ## sustained end-to-end throughput for 10 to 100,000 teams and sev
 
 footprint: ## cluster state and time of an index or a filtered alias per team, on the default node (see docs/layout.md)
 	$(GO) run ./cmd/auditproof footprint
+
+contrib-baseline: ## build bench/contrib/_build/otelcol-contrib-es, contrib's elasticsearchexporter v0.150.0, for `auditproof load -compare contrib`
+	cd bench/contrib && GOSUMDB=off $(GO) run go.opentelemetry.io/collector/cmd/builder@v0.150.0 --config builder-config.yaml
 
 FUZZTIME ?= 30s
 fuzz: ## run every fuzz target for FUZZTIME each (default 30s)

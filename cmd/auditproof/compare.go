@@ -20,7 +20,7 @@ import (
 // mapping, so that it can store every event; what it does not store is counted as dropped.
 func compare(e env) bool {
 	if _, err := os.Stat(e.contribBin); err != nil {
-		fmt.Fprintf(os.Stderr, "no %s: build it as bench/contrib/builder-config.yaml says\n", e.contribBin)
+		fmt.Fprintf(os.Stderr, "no %s: build it with `make contrib-baseline`\n", e.contribBin)
 		return false
 	}
 	dur := 60 * time.Second
