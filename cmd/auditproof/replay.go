@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/auditpipe/auditpipe/internal/esinspect"
 	"github.com/auditpipe/auditpipe/internal/layout"
 )
 
@@ -67,66 +68,30 @@ func rawReplay(esURL string, lay *layout.Layout, toPrefix string) (float64, int,
 	return float64(n) / elapsed.Seconds(), n, nil
 }
 
-// readForReplay reads every stored event of the layout through a point in time and encodes bulk
-// bodies of 5,000 create actions. indices maps each copy's name to its source partition.
+// readForReplay reads every stored event of the layout and encodes bulk bodies of 5,000 create
+// actions. indices maps each copy's name to its source partition.
 func readForReplay(esURL string, lay *layout.Layout, toPrefix string) (bodies [][]byte, indices map[string]string, n int, err error) {
 	indices = map[string]string{}
-	var pit struct {
-		ID string `json:"id"`
-	}
-	if err := esDo(http.MethodPost, esURL+"/"+strings.Join(lay.ReadIndices(), ",")+"/_pit?keep_alive=2m", "", &pit); err != nil {
-		return nil, nil, 0, err
-	}
-	defer func() {
-		esDo(http.MethodDelete, esURL+"/_pit", fmt.Sprintf(`{"id":%q}`, pit.ID), nil)
-	}()
 	var cur bytes.Buffer
-	var after json.RawMessage
-	for {
-		q := map[string]any{"size": 10000, "pit": map[string]any{"id": pit.ID, "keep_alive": "2m"}, "sort": []any{"_shard_doc"}, "track_total_hits": false}
-		if after != nil {
-			q["search_after"] = after
+	err = esinspect.EachHit(esURL, lay.ReadIndices(), nil, func(h esinspect.Hit) error {
+		to := toPrefix + strings.TrimPrefix(h.Index, lay.Prefix())
+		indices[to] = h.Index
+		action, _ := json.Marshal(map[string]any{"create": map[string]any{"_index": to, "_id": h.ID, "routing": h.Routing}})
+		cur.Write(action)
+		cur.WriteByte('\n')
+		cur.Write(h.Source)
+		cur.WriteByte('\n')
+		n++
+		if n%5000 == 0 {
+			bodies = append(bodies, bytes.Clone(cur.Bytes()))
+			cur.Reset()
 		}
-		body, _ := json.Marshal(q)
-		var res struct {
-			PitID string `json:"pit_id"`
-			Hits  struct {
-				Hits []struct {
-					Index   string          `json:"_index"`
-					ID      string          `json:"_id"`
-					Routing string          `json:"_routing"`
-					Source  json.RawMessage `json:"_source"`
-					Sort    json.RawMessage `json:"sort"`
-				} `json:"hits"`
-			} `json:"hits"`
-		}
-		if err := esDo(http.MethodPost, esURL+"/_search", string(body), &res); err != nil {
-			return nil, nil, 0, err
-		}
-		pit.ID = res.PitID
-		for _, h := range res.Hits.Hits {
-			to := toPrefix + strings.TrimPrefix(h.Index, lay.Prefix())
-			indices[to] = h.Index
-			action, _ := json.Marshal(map[string]any{"create": map[string]any{"_index": to, "_id": h.ID, "routing": h.Routing}})
-			cur.Write(action)
-			cur.WriteByte('\n')
-			cur.Write(h.Source)
-			cur.WriteByte('\n')
-			n++
-			if n%5000 == 0 {
-				bodies = append(bodies, bytes.Clone(cur.Bytes()))
-				cur.Reset()
-			}
-			after = h.Sort
-		}
-		if len(res.Hits.Hits) < 10000 {
-			break
-		}
-	}
+		return nil
+	})
 	if cur.Len() > 0 {
 		bodies = append(bodies, bytes.Clone(cur.Bytes()))
 	}
-	return bodies, indices, n, nil
+	return bodies, indices, n, err
 }
 
 // postBulk sends one bulk body; any item that is not created is an error (the copy must hold

@@ -108,25 +108,61 @@ type Doc struct {
 // Inventory refreshes and returns every document of the layout's indices (the quarantine
 // included), read through one point in time.
 func Inventory(base string, lay *layout.Layout) ([]Doc, error) {
-	prefix := lay.Prefix()
-	if err := Refresh(base, prefix); err != nil {
+	if err := Refresh(base, lay.Prefix()); err != nil {
 		return nil, err
 	}
+	var docs []Doc
+	fields := []string{"@timestamp", "event.id", "event.ingested", "team_id", "quarantine.team_id", "quarantine.reasons"}
+	err := EachHit(base, []string{lay.Prefix() + "*"}, fields, func(h Hit) error {
+		var s struct {
+			Time  string `json:"@timestamp"`
+			Event struct {
+				ID       string `json:"id"`
+				Ingested string `json:"ingested"`
+			} `json:"event"`
+			TeamID     string `json:"team_id"`
+			Quarantine struct {
+				TeamID  string   `json:"team_id"`
+				Reasons []string `json:"reasons"`
+			} `json:"quarantine"`
+		}
+		if err := json.Unmarshal(h.Source, &s); err != nil {
+			return fmt.Errorf("document %s in %s: %w", h.ID, h.Index, err)
+		}
+		docs = append(docs, Doc{Index: h.Index, ID: h.ID, Routing: h.Routing, Time: s.Time, EventID: s.Event.ID, TeamID: s.TeamID,
+			QTeamID: s.Quarantine.TeamID, Reasons: s.Quarantine.Reasons, Ingested: s.Event.Ingested})
+		return nil
+	})
+	return docs, err
+}
+
+// Hit is one stored document as a search returns it.
+type Hit struct {
+	Index   string          `json:"_index"`
+	ID      string          `json:"_id"`
+	Routing string          `json:"_routing"`
+	Source  json.RawMessage `json:"_source"`
+	Sort    json.RawMessage `json:"sort"`
+}
+
+// EachHit reads every document of indices (closed ones too) through one point in time, in pages
+// of 10,000, and calls fn for each; source names the _source fields to read (nil: all of them).
+func EachHit(base string, indices []string, source []string, fn func(Hit) error) error {
 	base = strings.TrimRight(base, "/")
 	var pit struct {
 		ID string `json:"id"`
 	}
-	if err := do(http.MethodPost, base+"/"+prefix+"*/_pit?keep_alive=2m&expand_wildcards=all&allow_no_indices=true", "", &pit); err != nil {
-		return nil, err
+	if err := do(http.MethodPost, base+"/"+strings.Join(indices, ",")+"/_pit?keep_alive=2m&expand_wildcards=all&allow_no_indices=true", "", &pit); err != nil {
+		return err
 	}
-	defer do(http.MethodDelete, base+"/_pit", fmt.Sprintf(`{"id":%q}`, pit.ID), nil)
-	var docs []Doc
+	defer func() { do(http.MethodDelete, base+"/_pit", fmt.Sprintf(`{"id":%q}`, pit.ID), nil) }()
 	var after json.RawMessage
 	for {
 		req := map[string]any{
-			"size": 10000, "pit": map[string]any{"id": pit.ID, "keep_alive": "2m"}, "sort": []any{"_shard_doc"},
-			"_source":          []string{"@timestamp", "event.id", "event.ingested", "team_id", "quarantine.team_id", "quarantine.reasons"},
-			"track_total_hits": false,
+			"size": 10000, "pit": map[string]any{"id": pit.ID, "keep_alive": "2m"}, "sort": []any{"_shard_doc"}, "track_total_hits": false,
+		}
+		if source != nil {
+			req["_source"] = source
 		}
 		if after != nil {
 			req["search_after"] = after
@@ -135,38 +171,21 @@ func Inventory(base string, lay *layout.Layout) ([]Doc, error) {
 		var res struct {
 			PitID string `json:"pit_id"`
 			Hits  struct {
-				Hits []struct {
-					Index   string          `json:"_index"`
-					ID      string          `json:"_id"`
-					Routing string          `json:"_routing"`
-					Sort    json.RawMessage `json:"sort"`
-					Source  struct {
-						Time  string `json:"@timestamp"`
-						Event struct {
-							ID       string `json:"id"`
-							Ingested string `json:"ingested"`
-						} `json:"event"`
-						TeamID     string `json:"team_id"`
-						Quarantine struct {
-							TeamID  string   `json:"team_id"`
-							Reasons []string `json:"reasons"`
-						} `json:"quarantine"`
-					} `json:"_source"`
-				} `json:"hits"`
+				Hits []Hit `json:"hits"`
 			} `json:"hits"`
 		}
 		if err := do(http.MethodPost, base+"/_search", string(body), &res); err != nil {
-			return nil, err
+			return err
 		}
 		pit.ID = res.PitID
 		for _, h := range res.Hits.Hits {
-			s := h.Source
-			docs = append(docs, Doc{Index: h.Index, ID: h.ID, Routing: h.Routing, Time: s.Time, EventID: s.Event.ID, TeamID: s.TeamID,
-				QTeamID: s.Quarantine.TeamID, Reasons: s.Quarantine.Reasons, Ingested: s.Event.Ingested})
+			if err := fn(h); err != nil {
+				return err
+			}
 			after = h.Sort
 		}
 		if len(res.Hits.Hits) < 10000 {
-			return docs, nil
+			return nil
 		}
 	}
 }
