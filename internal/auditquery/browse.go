@@ -1,7 +1,6 @@
 package auditquery
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -24,19 +23,18 @@ type Team struct {
 func (c *Client) Teams(ctx context.Context) ([]Team, error) {
 	var teams []Team
 	var after map[string]any
-	yes := true
 	for {
 		composite := map[string]any{"size": 1000, "sources": []any{map[string]any{"team": map[string]any{"terms": map[string]any{"field": "team_id"}}}}}
 		if after != nil {
 			composite["after"] = after
 		}
-		body, _ := json.Marshal(map[string]any{"size": 0, "aggs": map[string]any{"teams": map[string]any{
+		req := map[string]any{"size": 0, "aggs": map[string]any{"teams": map[string]any{
 			"composite": composite,
 			"aggs": map[string]any{
 				"first": map[string]any{"min": map[string]any{"field": "@timestamp", "format": "strict_date_optional_time_nanos"}},
 				"last":  map[string]any{"max": map[string]any{"field": "@timestamp", "format": "strict_date_optional_time_nanos"}},
 			},
-		}}})
+		}}}
 		var res struct {
 			Aggregations struct {
 				Teams struct {
@@ -54,8 +52,7 @@ func (c *Client) Teams(ctx context.Context) ([]Team, error) {
 				} `json:"teams"`
 			} `json:"aggregations"`
 		}
-		req := esapi.SearchRequest{Index: c.layout.ReadIndices(), Body: bytes.NewReader(body), IgnoreUnavailable: &yes, AllowNoIndices: &yes}
-		if err := c.do(ctx, req, &res); err != nil {
+		if err := c.search(ctx, req, &res); err != nil {
 			return nil, err
 		}
 		for _, b := range res.Aggregations.Teams.Buckets {
@@ -94,8 +91,8 @@ func (c *Client) Show(ctx context.Context, team, id string) (json.RawMessage, er
 		return nil, err
 	}
 	q = map[string]any{"bool": map[string]any{"filter": []any{q, map[string]any{"term": map[string]any{"event.id": id}}}}}
-	p, err := c.search(ctx, c.layout.ReadIndices(), map[string]any{"size": 1, "query": q})
-	if err != nil {
+	var p page
+	if err := c.search(ctx, map[string]any{"size": 1, "query": q}, &p); err != nil {
 		return nil, err
 	}
 	if len(p.Hits.Hits) == 0 {
@@ -138,8 +135,8 @@ func (c *Client) Tail(ctx context.Context, f Filter, since time.Time, interval t
 			if after != nil {
 				req["search_after"] = after
 			}
-			page, err := c.search(ctx, c.layout.ReadIndices(), req)
-			if err != nil {
+			var page page
+			if err := c.search(ctx, req, &page); err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
@@ -196,7 +193,7 @@ func (c *Client) TeamIndices(ctx context.Context, team string) ([]IndexCount, er
 	if err != nil {
 		return nil, err
 	}
-	body, _ := json.Marshal(map[string]any{"size": 0, "query": q, "aggs": map[string]any{"indices": map[string]any{"terms": map[string]any{"field": "_index", "size": 10000}}}})
+	req := map[string]any{"size": 0, "query": q, "aggs": map[string]any{"indices": map[string]any{"terms": map[string]any{"field": "_index", "size": 10000}}}}
 	var res struct {
 		Aggregations struct {
 			Indices struct {
@@ -207,8 +204,7 @@ func (c *Client) TeamIndices(ctx context.Context, team string) ([]IndexCount, er
 			} `json:"indices"`
 		} `json:"aggregations"`
 	}
-	yes := true
-	if err := c.do(ctx, esapi.SearchRequest{Index: c.layout.ReadIndices(), Body: bytes.NewReader(body), IgnoreUnavailable: &yes, AllowNoIndices: &yes}, &res); err != nil {
+	if err := c.search(ctx, req, &res); err != nil {
 		return nil, err
 	}
 	var out []IndexCount

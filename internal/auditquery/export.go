@@ -147,7 +147,8 @@ func (c *Client) Export(ctx context.Context, f Filter, format Format, w io.Write
 		if after != nil {
 			req["search_after"] = after
 		}
-		page, err := c.search(ctx, nil, req)
+		var page page
+		err := c.search(ctx, req, &page)
 		if isExpiredPIT(err) {
 			// A slow reader let the point in time expire: open a new one and go on from the last
 			// sort values. The order is total, so no event is skipped or repeated; events indexed
@@ -271,19 +272,19 @@ type page struct {
 	} `json:"hits"`
 }
 
-// search runs one search; index is nil when the request names a point in time.
-func (c *Client) search(ctx context.Context, index []string, req map[string]any) (page, error) {
-	var p page
+// search runs one search and decodes its answer into out: over every index that may hold team events
+// (layout.ReadIndices), or over the point in time the request names.
+func (c *Client) search(ctx context.Context, req map[string]any, out any) error {
 	body, err := json.Marshal(req)
 	if err != nil {
-		return p, err
+		return err
 	}
-	req2 := esapi.SearchRequest{Index: index, Body: bytes.NewReader(body)}
-	if index != nil {
+	sr := esapi.SearchRequest{Body: bytes.NewReader(body)}
+	if _, ok := req["pit"]; !ok {
 		yes := true
-		req2.IgnoreUnavailable, req2.AllowNoIndices = &yes, &yes
+		sr.Index, sr.IgnoreUnavailable, sr.AllowNoIndices = c.layout.ReadIndices(), &yes, &yes
 	}
-	return p, c.do(ctx, req2, &p)
+	return c.do(ctx, sr, out)
 }
 
 // storedDoc is the part of a stored document the CSV shows.
