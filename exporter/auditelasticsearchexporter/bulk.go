@@ -14,6 +14,7 @@ import (
 
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/internal/pjson"
+	"github.com/auditpipe/auditpipe/internal/stored"
 )
 
 // The exporter's one rule: a record leaves the exporter only as indexed, as a verified duplicate, or
@@ -271,56 +272,24 @@ func requestError(raw []byte) errorBody {
 // a stored event (duplicate); another hash means a different event under a reused id, which goes to
 // quarantine as id_conflict with both hashes. Documents that cannot be checked now are retried.
 func (e *auditExporter) verify(ctx context.Context, items []*item) (dups, differ, retry []*item, err error) {
-	var q bytes.Buffer
-	q.WriteString(`{"docs":[`)
+	refs := make([]stored.Ref, len(items))
 	for i, it := range items {
-		if i > 0 {
-			q.WriteByte(',')
-		}
-		b := append([]byte(`{"_index":`), pjson.AppendString(nil, it.index)...)
-		b = append(b, `,"_id":`...)
-		b = pjson.AppendString(b, it.id)
-		if it.routing != "" {
-			b = append(b, `,"routing":`...)
-			b = pjson.AppendString(b, it.routing)
-		}
-		b = append(b, `,"_source":["event.hash"]}`...)
-		q.Write(b)
+		refs[i] = stored.Ref{Index: it.index, ID: it.id, Routing: it.routing}
 	}
-	q.WriteString(`]}`)
-	res, err := e.es.Mget(&q, e.es.Mget.WithContext(ctx), e.es.Mget.WithFilterPath("docs.found,docs._source,docs.error.type"))
+	docs, err := stored.Hashes(ctx, e.es, refs)
 	if err != nil {
 		return nil, nil, items, fmt.Errorf("verifying duplicates: %w", err)
 	}
-	defer res.Body.Close()
-	raw, err := io.ReadAll(res.Body)
-	if err != nil || res.StatusCode != http.StatusOK {
-		return nil, nil, items, fmt.Errorf("verifying duplicates: %d: %s (%v)", res.StatusCode, audit.Truncate(string(raw), 512), err)
-	}
-	var mr struct {
-		Docs []struct {
-			Found  bool `json:"found"`
-			Source struct {
-				Event struct {
-					Hash string `json:"hash"`
-				} `json:"event"`
-			} `json:"_source"`
-			Error *errorBody `json:"error"`
-		} `json:"docs"`
-	}
-	if err := json.Unmarshal(raw, &mr); err != nil || len(mr.Docs) != len(items) {
-		return nil, nil, items, fmt.Errorf("verifying duplicates: %d answers for %d documents (%v)", len(mr.Docs), len(items), err)
-	}
-	for i, d := range mr.Docs {
+	for i, d := range docs {
 		it := items[i]
 		switch {
-		case d.Error != nil || !d.Found:
+		case d.ErrorType != "" || !d.Found:
 			// Not readable now, or gone since the 409: send it again.
 			retry = append(retry, it)
-		case d.Source.Event.Hash == it.hash:
+		case d.Hash == it.hash:
 			dups = append(dups, it)
 		default:
-			it.storedHash = d.Source.Event.Hash
+			it.storedHash = d.Hash
 			differ = append(differ, it)
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/auditpipe/auditpipe/internal/canonical"
 	"github.com/auditpipe/auditpipe/internal/layout"
 	"github.com/auditpipe/auditpipe/internal/pjson"
+	"github.com/auditpipe/auditpipe/internal/stored"
 	"github.com/auditpipe/auditpipe/processor/auditprocessor"
 )
 
@@ -339,25 +340,25 @@ func replayMetadata(n int, f QuarantineFilter) map[string]any {
 // needs: the event.hash stored under each valid record's id, and whether each new quarantine
 // document exists.
 func (c *Client) settle(ctx context.Context, docs []Quarantined, outs []outcome, res *ReplayResult, fail func(string, ...any)) error {
-	var refs []docRef
+	var refs []stored.Ref
 	for i, d := range docs {
 		o := outs[i]
 		if o.valid {
-			refs = append(refs, docRef{o.index, o.id, o.routing})
+			refs = append(refs, stored.Ref{Index: o.index, ID: o.id, Routing: o.routing})
 		}
 		if o.quarantineID != d.ID {
-			refs = append(refs, docRef{c.conn.QuarantineIndex, o.quarantineID, ""})
+			refs = append(refs, stored.Ref{Index: c.conn.QuarantineIndex, ID: o.quarantineID})
 		}
 	}
-	found, err := c.lookup(ctx, refs)
+	hashes, err := c.lookup(ctx, refs)
 	if err != nil {
 		return err
 	}
 	for i, d := range docs {
 		o := outs[i]
-		hash, stored := found[docRef{o.index, o.id, o.routing}]
+		hash, isStored := hashes[stored.Ref{Index: o.index, ID: o.id, Routing: o.routing}]
 		switch {
-		case o.valid && stored && hash == o.hash:
+		case o.valid && isStored && hash == o.hash:
 			if err := c.deleteQuarantined(ctx, d.ID); err != nil {
 				return err
 			}
@@ -365,7 +366,7 @@ func (c *Client) settle(ctx context.Context, docs []Quarantined, outs []outcome,
 			res.PerTeam[o.team]++
 		case o.quarantineID != d.ID:
 			// Quarantined again, for new reasons: the new document replaces the old one.
-			if _, ok := found[docRef{c.conn.QuarantineIndex, o.quarantineID, ""}]; !ok {
+			if _, ok := hashes[stored.Ref{Index: c.conn.QuarantineIndex, ID: o.quarantineID}]; !ok {
 				return fmt.Errorf("record %s was quarantined again but its new document %s is not found", d.ID, o.quarantineID)
 			}
 			if err := c.deleteQuarantined(ctx, d.ID); err != nil {
@@ -381,48 +382,17 @@ func (c *Client) settle(ctx context.Context, docs []Quarantined, outs []outcome,
 	return nil
 }
 
-// docRef names a document.
-type docRef struct{ index, id, routing string }
-
 // lookup reads the documents in one _mget and returns the event.hash of each that exists (empty for
 // a document without one); a missing document or index is simply absent.
-func (c *Client) lookup(ctx context.Context, refs []docRef) (map[docRef]string, error) {
-	out := map[docRef]string{}
-	if len(refs) == 0 {
-		return out, nil
+func (c *Client) lookup(ctx context.Context, refs []stored.Ref) (map[stored.Ref]string, error) {
+	out := map[stored.Ref]string{}
+	docs, err := stored.Hashes(ctx, c.es, refs)
+	if err != nil {
+		return nil, fmt.Errorf("reading back the replayed records: %w", err)
 	}
-	type mgetDoc struct {
-		Index   string   `json:"_index"`
-		ID      string   `json:"_id"`
-		Routing string   `json:"routing,omitempty"`
-		Source  []string `json:"_source"`
-	}
-	req := struct {
-		Docs []mgetDoc `json:"docs"`
-	}{}
-	for _, r := range refs {
-		req.Docs = append(req.Docs, mgetDoc{r.index, r.id, r.routing, []string{"event.hash"}})
-	}
-	body, _ := json.Marshal(req)
-	var got struct {
-		Docs []struct {
-			Found  bool `json:"found"`
-			Source struct {
-				Event struct {
-					Hash string `json:"hash"`
-				} `json:"event"`
-			} `json:"_source"`
-		} `json:"docs"`
-	}
-	if err := c.do(ctx, esapi.MgetRequest{Body: bytes.NewReader(body)}, &got); err != nil {
-		return nil, err
-	}
-	if len(got.Docs) != len(refs) {
-		return nil, fmt.Errorf("_mget answered %d documents for %d", len(got.Docs), len(refs))
-	}
-	for i, d := range got.Docs {
+	for i, d := range docs {
 		if d.Found {
-			out[refs[i]] = d.Source.Event.Hash
+			out[refs[i]] = d.Hash
 		}
 	}
 	return out, nil
