@@ -45,6 +45,7 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
 	$(GO) test -run '^$$' -fuzz '^FuzzNormalize$$' -fuzztime $(FUZZTIME) ./processor/auditprocessor/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMap$$' -fuzztime $(FUZZTIME) ./internal/pjson/
 	$(GO) test -run '^$$' -fuzz '^FuzzPrepare$$' -fuzztime $(FUZZTIME) ./exporter/auditelasticsearchexporter/
+	$(GO) test -run '^$$' -fuzz '^FuzzQueueEntry$$' -fuzztime $(FUZZTIME) ./exporter/auditelasticsearchexporter/
 	$(GO) test -run '^$$' -fuzz '^FuzzCSVRow$$' -fuzztime $(FUZZTIME) ./internal/auditquery/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/layout/
 

@@ -58,6 +58,11 @@ const (
 	FieldID          = "id"
 )
 
+// BodyFields are the top-level fields of the canonical event body, in the specification's order.
+var BodyFields = []string{
+	FieldAction, FieldTeamID, FieldActor, FieldTargets, FieldAccessRoute, FieldRemoteAddr, FieldUserAgent, FieldMetadata,
+}
+
 // Log record attributes. The input ones let a service send an event as attributes instead of a body;
 // the output ones are set by the processor on every audit record it has normalized.
 const (

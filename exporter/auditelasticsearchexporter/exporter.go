@@ -13,9 +13,9 @@ import (
 	"github.com/elastic/go-elasticsearch/v8"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/component/componentstatus"
-	"go.opentelemetry.io/collector/consumer/consumererror"
 	"go.opentelemetry.io/collector/exporter"
 	"go.opentelemetry.io/collector/exporter/exporterhelper"
+	"go.opentelemetry.io/collector/exporter/exporterhelper/xexporterhelper"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/otel/attribute"
@@ -133,11 +133,8 @@ func (e *auditExporter) shutdown(context.Context) error {
 	return nil
 }
 
-// item is one document of an export: where it goes and which record it came from.
+// item is one document of an export and where it goes. It is what the sending queue holds (queue.go).
 type item struct {
-	rl      plog.ResourceLogs
-	sl      plog.ScopeLogs
-	lr      plog.LogRecord
 	index   string
 	id      string // the document _id
 	routing string // the team of an event document
@@ -150,28 +147,23 @@ type item struct {
 	storedHash         string
 }
 
-// pushLogs exports one batch. Every audit record ends indexed, a verified duplicate of an indexed
-// one, or quarantined; the records that cannot reach one of those yet (the cluster is down, blocked
-// or full) go back to exporterhelper in a retryable error, which retries exactly those records. No
-// path returns a permanent error: the collector would drop the data.
-func (e *auditExporter) pushLogs(ctx context.Context, ld plog.Logs) error {
-	if e.cfg.Template.Install && !e.templatesOK.Load() {
-		if err := e.installTemplates(ctx); err != nil {
-			e.reportError(err)
-			return fmt.Errorf("%w: %v", errTemplatesPending, err)
-		}
-	}
+// convert encodes a batch of records into their documents, before the sending queue: an event
+// document in its partition, or a quarantine document with the reason. It never fails; a record that
+// is not an audit record is counted and left out.
+func (e *auditExporter) convert(ctx context.Context, ld plog.Logs) (xexporterhelper.Request, error) {
 	ingested := e.now()
-	items := make([]*item, 0, ld.LogRecordCount())
+	n := ld.LogRecordCount()
+	all := make([]item, n) // one allocation for the batch's items
+	items := make([]*item, 0, n)
 	ignored := 0
 	// One arena for every document of the batch: each item's doc is a capped slice of it.
-	arena := make([]byte, 0, 1024*ld.LogRecordCount())
+	arena := make([]byte, 0, 1024*n)
 	for _, rl := range ld.ResourceLogs().All() {
 		for _, sl := range rl.ScopeLogs().All() {
 			for _, lr := range sl.LogRecords().All() {
-				var it *item
-				it, arena = e.prepare(rl, sl, lr, ingested, arena)
-				if it == nil {
+				it := &all[len(items)+ignored]
+				var ok bool
+				if ok, arena = e.prepare(it, source{rl.Resource(), sl.Scope(), lr}, ingested, arena); !ok {
 					ignored++
 					continue
 				}
@@ -182,13 +174,31 @@ func (e *auditExporter) pushLogs(ctx context.Context, ld plog.Logs) error {
 	if ignored > 0 {
 		e.count(ctx, outcomeIgnored, ignored)
 	}
-	failed, err := e.deliver(ctx, items, ingested)
+	return newDocsRequest(items), nil
+}
+
+// push exports one request of documents. Every document ends indexed, a verified duplicate of an
+// indexed one, or quarantined; the documents that cannot reach one of those yet (the cluster is down,
+// blocked or full) go back to exporterhelper in a retryable error (notStored), which retries exactly
+// those. No path returns a permanent error: the collector would drop the data.
+func (e *auditExporter) push(ctx context.Context, req xexporterhelper.Request) error {
+	r, ok := req.(*docsRequest)
+	if !ok {
+		return fmt.Errorf("cannot export a %T as audit documents", req)
+	}
+	if e.cfg.Template.Install && !e.templatesOK.Load() {
+		if err := e.installTemplates(ctx); err != nil {
+			e.reportError(err)
+			return &notStored{items: r.items, err: fmt.Errorf("%w: %v", errTemplatesPending, err)}
+		}
+	}
+	failed, err := e.deliver(ctx, r.items, e.now())
 	if err == nil {
 		componentstatus.ReportStatus(e.host, componentstatus.NewEvent(componentstatus.StatusOK))
 		return nil
 	}
 	e.reportError(err)
-	return consumererror.NewLogs(err, toLogs(failed))
+	return &notStored{items: failed, err: err}
 }
 
 func (e *auditExporter) reportError(err error) {
@@ -197,14 +207,14 @@ func (e *auditExporter) reportError(err error) {
 	}
 }
 
-// prepare turns a record into its document: an event document in the team's index, or a quarantine
-// document. It returns nil for a record that is not an audit record.
-func (e *auditExporter) prepare(rl plog.ResourceLogs, sl plog.ScopeLogs, lr plog.LogRecord, ingested time.Time, arena []byte) (*item, []byte) {
+// prepare turns a record into its document in it: an event document in the team's partition, or a
+// quarantine document. It returns false for a record that is not an audit record.
+func (e *auditExporter) prepare(it *item, src source, ingested time.Time, arena []byte) (bool, []byte) {
+	lr := src.lr
 	status, ok := lr.Attributes().Get(audit.AttrStatus)
 	if !ok {
-		return nil, arena
+		return false, arena
 	}
-	it := &item{rl: rl, sl: sl, lr: lr}
 	if status.Str() != audit.StatusValid {
 		var reasons []string
 		if p, ok := lr.Attributes().Get(audit.AttrProblems); ok && p.Type() == pcommon.ValueTypeSlice {
@@ -215,27 +225,27 @@ func (e *auditExporter) prepare(rl plog.ResourceLogs, sl plog.ScopeLogs, lr plog
 		if len(reasons) == 0 {
 			reasons = []string{audit.FormatProblem(reasonNotNormalized, fmt.Sprintf("audit.status is %q", status.AsString()))}
 		}
-		e.toQuarantine(it, quarantine{stage: stageValidation, reasons: reasons}, ingested)
-		return it, arena
+		e.toQuarantine(it, quarantine{stage: stageValidation, reasons: reasons}, src, ingested)
+		return true, arena
 	}
 	ev, reason, detail := e.readEvent(lr)
 	if reason != "" {
-		e.toQuarantine(it, quarantine{stage: stageValidation, reasons: []string{audit.FormatProblem(reason, detail)}}, ingested)
-		return it, arena
+		e.toQuarantine(it, quarantine{stage: stageValidation, reasons: []string{audit.FormatProblem(reason, detail)}}, src, ingested)
+		return true, arena
 	}
 	if code, detail := e.place(it, ev, lr.Timestamp().AsTime(), ingested); code != "" {
-		e.toQuarantine(it, quarantine{stage: stageValidation, reasons: []string{audit.FormatProblem(code, detail)}, teamID: ev.teamID, index: it.index}, ingested)
-		return it, arena
+		e.toQuarantine(it, quarantine{stage: stageValidation, reasons: []string{audit.FormatProblem(code, detail)}, teamID: ev.teamID, index: it.index}, src, ingested)
+		return true, arena
 	}
 	start := len(arena)
-	arena = e.appendEventDoc(arena, ev, lr, rl.Resource(), ingested)
+	arena = e.appendEventDoc(arena, ev, lr, src.res, ingested)
 	it.doc = arena[start:len(arena):len(arena)]
 	if len(it.doc) > e.cfg.MaxDocumentBytes {
 		detail := fmt.Sprintf("the document is %d bytes, max_document_bytes is %d", len(it.doc), e.cfg.MaxDocumentBytes)
-		e.toQuarantine(it, quarantine{stage: stageValidation, reasons: []string{audit.FormatProblem(reasonDocumentTooBig, detail)}, teamID: ev.teamID, index: it.index}, ingested)
+		e.toQuarantine(it, quarantine{stage: stageValidation, reasons: []string{audit.FormatProblem(reasonDocumentTooBig, detail)}, teamID: ev.teamID, index: it.index}, src, ingested)
 		arena = arena[:start] // the oversized document is not kept
 	}
-	return it, arena
+	return true, arena
 }
 
 // deliver sends the items and follows each to its end: stored, verified duplicate, or quarantined.
@@ -247,9 +257,18 @@ func (e *auditExporter) deliver(ctx context.Context, items []*item, ingested tim
 	for len(pending) > 0 {
 		r := e.bulk(ctx, pending)
 		e.countStored(ctx, r.stored)
-		next := r.retry
-		waiting := len(r.retry) // documents held back by a condition of the cluster
-		e.createMissing(ctx, r.retry)
+		next := make([]*item, 0, len(r.retry))
+		waiting := 0 // documents held back by a condition of the cluster
+		expired := e.createMissing(ctx, r.retry)
+		for _, it := range r.retry {
+			if detail, ok := expired[it.index]; ok && it.q == nil {
+				// A partition the purge deleted stays deleted: its late events go to quarantine.
+				e.quarantineRefused(it, quarantine{stage: stageIndexing, reasons: []string{audit.FormatProblem(layout.ProblemExpired, detail)}, index: it.index}, ingested)
+			} else {
+				waiting++
+			}
+			next = append(next, it)
+		}
 		var dups, events []*item
 		for _, it := range r.conflict {
 			if it.q != nil {
@@ -263,7 +282,7 @@ func (e *auditExporter) deliver(ctx context.Context, items []*item, ingested tim
 			d, differ, unverified, err := e.verify(ctx, events)
 			dups = append(dups, d...)
 			for _, it := range differ {
-				e.toQuarantine(it, quarantine{
+				e.quarantineRefused(it, quarantine{
 					stage:   stageIndexing,
 					reasons: []string{audit.FormatProblem(audit.ProblemIDConflict, fmt.Sprintf("event id %q is stored with hash %s; this event has hash %s", it.eventID, it.storedHash, it.hash))},
 					index:   it.index, hash: it.hash, storedHash: it.storedHash,
@@ -288,7 +307,7 @@ func (e *auditExporter) deliver(ctx context.Context, items []*item, ingested tim
 				r.err = fmt.Errorf("the quarantine index %s refused a document: %s: %s", it.index, it.errType, audit.Truncate(it.errReason, 512))
 				continue
 			}
-			e.toQuarantine(it, quarantine{
+			e.quarantineRefused(it, quarantine{
 				stage: stageIndexing, reasons: []string{audit.FormatProblem(reasonRejected, it.errType)},
 				errorType: it.errType, errorReason: it.errReason, index: it.index,
 			}, ingested)
@@ -390,17 +409,4 @@ func (e *auditExporter) countQuarantine(ctx context.Context, q *quarantine) {
 		e.telemetry.ExporterAuditQuarantined.Add(ctx, 1, metric.WithAttributes(
 			attribute.String("reason", audit.ProblemCode(r)), attribute.String("stage", q.stage)))
 	}
-}
-
-// toLogs copies the records of items into a new batch, for exporterhelper to retry.
-func toLogs(items []*item) plog.Logs {
-	ld := plog.NewLogs()
-	for _, it := range items {
-		rl := ld.ResourceLogs().AppendEmpty()
-		it.rl.Resource().CopyTo(rl.Resource())
-		sl := rl.ScopeLogs().AppendEmpty()
-		it.sl.Scope().CopyTo(sl.Scope())
-		it.lr.CopyTo(sl.LogRecords().AppendEmpty())
-	}
-	return ld
 }

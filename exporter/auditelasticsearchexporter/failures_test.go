@@ -255,7 +255,8 @@ func TestRealWholeRequest400IsBisected(t *testing.T) {
 	sl := rl.ScopeLogs().At(0)
 	var items []*item
 	for i, lr := range sl.LogRecords().All() {
-		it, _ := e.prepare(rl, sl, lr, time.Now(), nil)
+		it := &item{}
+		e.prepare(it, source{rl.Resource(), sl.Scope(), lr}, time.Now(), nil)
 		if i == 10 {
 			it.id = strings.Repeat("a", 600) // bypasses SafeID, as a bug or another writer might
 		}

@@ -143,16 +143,15 @@ func TestRefusedQuarantineDoesNotLoseTheRest(t *testing.T) {
 	err := e.pushLogs(context.Background(), ld)
 	require.Error(t, err)
 	assert.False(t, consumererror.IsPermanent(err), "%v", err)
-	var failed consumererror.Logs
-	require.ErrorAs(t, err, &failed)
-	assert.Equal(t, 1, failed.Data().LogRecordCount(), "only the refused quarantine record is handed back")
+	failed := retried(t, err)
+	assert.Equal(t, 1, failed.ItemsCount(), "only the refused quarantine record is handed back")
 	assert.Equal(t, map[string]int{"7": 1, "8": 1}, teamCounts(t, cfg))
 	assert.Equal(t, 2, faults.Stats()["429 item"])
 	assert.Positive(t, faults.Stats()["400 item"])
 
 	// Once the quarantine index takes documents again, exporterhelper's retry stores the record.
 	refuse = false
-	require.NoError(t, e.pushLogs(context.Background(), failed.Data()))
+	require.NoError(t, e.push(context.Background(), failed))
 	refresh(t, cfg.QuarantineIndex)
 	assert.Len(t, search(t, cfg.QuarantineIndex), 1)
 }

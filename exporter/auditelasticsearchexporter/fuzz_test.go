@@ -43,8 +43,8 @@ func FuzzPrepare(f *testing.F) {
 			lr.Body().SetStr(body)
 		}
 		lr.Attributes().PutStr(audit.AttrStatus, status)
-		it, _ := e.prepare(rl, sl, lr, time.Unix(1754085601, 0), nil)
-		if it == nil {
+		it := &item{}
+		if ok, _ := e.prepare(it, source{rl.Resource(), sl.Scope(), lr}, time.Unix(1754085601, 0), nil); !ok {
 			t.Fatal("an audit record produced no document")
 		}
 		if !json.Valid(it.doc) {

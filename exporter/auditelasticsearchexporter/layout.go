@@ -2,6 +2,7 @@ package auditelasticsearchexporter
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -28,8 +29,9 @@ func (e *auditExporter) place(it *item, ev event, t, now time.Time) (code, detai
 
 // createMissing creates the indices that items were refused for as missing: where automatic index
 // creation is restricted, the exporter creates its indices itself (the templates apply as usual).
-// An expired partition is never created again; its events go to quarantine at their next export.
-func (e *auditExporter) createMissing(ctx context.Context, items []*item) {
+// An expired partition is never created again: it returns those, each with the reason its events
+// cannot be stored any more.
+func (e *auditExporter) createMissing(ctx context.Context, items []*item) (expired map[string]string) {
 	done := map[string]bool{}
 	for _, it := range items {
 		if it.errType != "index_not_found_exception" || done[it.index] {
@@ -37,7 +39,11 @@ func (e *auditExporter) createMissing(ctx context.Context, items []*item) {
 		}
 		done[it.index] = true
 		if p, ok := e.layout.Parse(it.index); ok {
-			if _, expired := e.layout.Expired(p, e.now()); expired {
+			if at, gone := e.layout.Expired(p, e.now()); gone {
+				if expired == nil {
+					expired = map[string]string{}
+				}
+				expired[it.index] = fmt.Sprintf("partition %s expired at %s and was deleted", it.index, at.UTC().Format(time.RFC3339))
 				continue
 			}
 		}
@@ -50,4 +56,5 @@ func (e *auditExporter) createMissing(ctx context.Context, items []*item) {
 			e.set.Logger.Warn("could not create a missing index", zap.String("index", it.index), zap.String("status", res.Status()))
 		}
 	}
+	return expired
 }

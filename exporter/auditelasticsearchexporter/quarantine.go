@@ -37,11 +37,18 @@ type quarantine struct {
 	hash, storedHash string
 }
 
-// toQuarantine makes it a quarantine document. Its _id is scoped by team and content
+// source is the record a quarantine document keeps, with its resource and scope.
+type source struct {
+	res   pcommon.Resource
+	scope pcommon.InstrumentationScope
+	lr    plog.LogRecord
+}
+
+// toQuarantine makes it a quarantine document of src. Its _id is scoped by team and content
 // (canonical.QuarantineID), so a redelivered bad record is quarantined once and no record can shadow
 // another team's.
-func (e *auditExporter) toQuarantine(it *item, q quarantine, ingested time.Time) {
-	lr := it.lr
+func (e *auditExporter) toQuarantine(it *item, q quarantine, src source, ingested time.Time) {
+	lr := src.lr
 	if q.teamID == "" {
 		q.teamID = canonical.QuarantineTeamID(lr)
 	}
@@ -55,7 +62,49 @@ func (e *auditExporter) toQuarantine(it *item, q quarantine, ingested time.Time)
 	it.id = canonical.QuarantineID(lr)
 	it.index, it.routing = e.cfg.QuarantineIndex, ""
 	it.q = &q
-	it.doc = appendQuarantineDoc(nil, eventID, q, lr, it.rl.Resource(), it.sl.Scope(), ingested, e.cfg.MaxDocumentBytes)
+	it.doc = appendQuarantineDoc(nil, eventID, q, lr, src.res, src.scope, ingested, e.cfg.MaxDocumentBytes)
+}
+
+// quarantineRefused quarantines an event document that Elasticsearch refused for its own fault, or
+// whose id is stored with other content. The queue holds documents, not records, so the record kept
+// is rebuilt from the document (docRecord).
+func (e *auditExporter) quarantineRefused(it *item, q quarantine, ingested time.Time) {
+	q.teamID = it.routing
+	e.toQuarantine(it, q, docRecord(it), ingested)
+}
+
+// docRecord rebuilds the record an event document was encoded from, as a replay can take it again:
+// the body is the canonical event (the specification's fields of the document), the event id an
+// attribute, the time the document's. A metadata value that was not a map comes back wrapped as
+// {"value": …}, as it was indexed. A document that does not parse is kept whole as a string body.
+func docRecord(it *item) source {
+	ld := plog.NewLogs()
+	rl := ld.ResourceLogs().AppendEmpty()
+	sl := rl.ScopeLogs().AppendEmpty()
+	lr := sl.LogRecords().AppendEmpty()
+	lr.SetEventName(audit.EventName)
+	lr.Attributes().PutStr(audit.AttrID, it.eventID)
+	src := source{rl.Resource(), sl.Scope(), lr}
+	doc := pcommon.NewMap()
+	if err := pjson.DecodeMap(it.doc, doc); err != nil {
+		lr.Body().SetStr(string(it.doc))
+		return src
+	}
+	body := lr.Body().SetEmptyMap()
+	for _, f := range audit.BodyFields {
+		if v, ok := doc.Get(f); ok {
+			v.CopyTo(body.PutEmpty(f))
+		}
+	}
+	if ts, err := time.Parse(time.RFC3339Nano, strField(doc, "@timestamp")); err == nil {
+		lr.SetTimestamp(pcommon.NewTimestampFromTime(ts))
+	}
+	if svc, ok := doc.Get("service"); ok && svc.Type() == pcommon.ValueTypeMap {
+		if name := strField(svc.Map(), "name"); name != "" {
+			rl.Resource().Attributes().PutStr("service.name", name)
+		}
+	}
+	return src
 }
 
 // appendQuarantineDoc encodes the quarantine document of a record: the reasons and the whole

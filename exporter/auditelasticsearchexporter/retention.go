@@ -144,7 +144,8 @@ func (e *auditExporter) recordPurge(ctx context.Context, p layout.Partition, exp
 	md.PutStr("period_end", p.End.Format(time.RFC3339))
 	md.PutInt("documents", docs)
 
-	it, _ := e.prepare(rl, sl, lr, e.now(), nil)
+	it := &item{}
+	e.prepare(it, source{rl.Resource(), sl.Scope(), lr}, e.now(), nil)
 	if _, err := e.deliver(ctx, []*item{it}, e.now()); err != nil {
 		return err
 	}

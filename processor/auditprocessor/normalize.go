@@ -35,10 +35,13 @@ var inputAttrs = [...]string{
 var outputAttrs = [...]string{audit.AttrStatus, audit.AttrProblems, audit.AttrWarnings, audit.AttrHash, audit.AttrKnown, audit.AttrQuarantineTeamID}
 
 // canonicalFields are the top-level fields of the canonical body.
-var canonicalFields = map[string]bool{
-	audit.FieldAction: true, audit.FieldTeamID: true, audit.FieldActor: true, audit.FieldTargets: true,
-	audit.FieldAccessRoute: true, audit.FieldRemoteAddr: true, audit.FieldUserAgent: true, audit.FieldMetadata: true,
-}
+var canonicalFields = func() map[string]bool {
+	m := make(map[string]bool, len(audit.BodyFields))
+	for _, f := range audit.BodyFields {
+		m[f] = true
+	}
+	return m
+}()
 
 // result is what normalizing one record found.
 type result struct {
