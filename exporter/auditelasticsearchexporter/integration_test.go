@@ -75,7 +75,7 @@ func testExporter(t *testing.T, url string, mutate func(*Config)) (*auditExporte
 }
 
 // normalized runs raw records through the real audit processor.
-func normalized(t *testing.T, bodies ...string) plog.Logs {
+func normalized(t testing.TB, bodies ...string) plog.Logs {
 	t.Helper()
 	ld := plog.NewLogs()
 	rl := ld.ResourceLogs().AppendEmpty()
@@ -91,7 +91,7 @@ func normalized(t *testing.T, bodies ...string) plog.Logs {
 }
 
 // processed runs records through the real audit processor.
-func processed(t *testing.T, ld plog.Logs) plog.Logs {
+func processed(t testing.TB, ld plog.Logs) plog.Logs {
 	t.Helper()
 	sink := new(consumertest.LogsSink)
 	f := auditprocessor.NewFactory()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/klauspost/compress/s2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/exporter/exporterhelper"
@@ -104,9 +105,14 @@ func TestQueueEncodingReadsEntriesOfRecords(t *testing.T) {
 }
 
 func FuzzQueueEntry(f *testing.F) {
-	f.Add([]byte(queueFormat + "\x01\x00\x01a\x01b\x01c\x01d\x01e\x02{}"))
-	f.Add([]byte(queueFormat + "\x01\x01\x01a\x01b\x00\x00\x00\x02{}\x0avalidation\x01\x01r"))
-	f.Add([]byte(queueFormat + "\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01"))
+	for _, payload := range []string{
+		"\x01\x00\x01a\x01b\x01c\x01d\x01e\x02{}",
+		"\x01\x01\x01a\x01b\x00\x00\x00\x02{}\x0avalidation\x01\x01r",
+		"\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01",
+		"\x02\x00\x01a\x01b\x01c\x01d\x01e\x7f{}",
+	} {
+		f.Add(append([]byte(queueFormat), s2.Encode(nil, []byte(payload))...))
+	}
 	f.Add([]byte{0x0a, 0x02})
 	e := offlineExporter(f)
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -221,4 +227,31 @@ func recordsOf(src source) plog.Logs {
 	sl := rl.ScopeLogs().AppendEmpty()
 	src.lr.CopyTo(sl.LogRecords().AppendEmpty())
 	return ld
+}
+
+// BenchmarkQueueEncoding is the queue's own cost per document: encoding a request of 500 documents
+// for the persistent queue and decoding it again.
+func BenchmarkQueueEncoding(b *testing.B) {
+	e := offlineExporter(b)
+	bodies := make([]string, 500)
+	for i := range bodies {
+		bodies[i] = rawEvent(i%100, "team_settings_changed", `,"metadata":{"setting":"sso","before":{"enabled":false},"after":{"enabled":true},"reason":"quarterly access review of the engineering team"}`)
+	}
+	req, err := e.convert(context.Background(), normalized(b, bodies...))
+	require.NoError(b, err)
+	enc := queueEncoding{e}
+	b.ReportAllocs()
+	for b.Loop() {
+		raw, err := enc.Marshal(context.Background(), req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := enc.Unmarshal(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+	raw, _ := enc.Marshal(context.Background(), req)
+	b.ReportMetric(float64(len(raw))/500, "stored-bytes/doc")
+	b.ReportMetric(float64(req.BytesSize())/500, "doc-bytes/doc")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/500, "ns/doc")
 }
