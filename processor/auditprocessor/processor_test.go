@@ -584,3 +584,54 @@ func TestInvalidRecordKeepsGivenTeamID(t *testing.T) {
 	assert.Equal(t, audit.StatusInvalid, attrStr(lr, audit.AttrStatus))
 	assert.Equal(t, "Team *7", attrStr(lr, audit.AttrQuarantineTeamID))
 }
+
+// The content hash of the canonical event is stored with every document and compared on every
+// redelivery: a change in how the processor builds the body must not change it, or events sent
+// again after an upgrade would be taken for id conflicts. These are the hashes of the first release.
+func TestCanonicalHashesAreStable(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		fill func(lr plog.LogRecord)
+		want string
+	}{
+		{"seed sample, string body", func(lr plog.LogRecord) { lr.Body().SetStr(seedJSON(t)) }, "f829690cbb3a470ccf219498b296ead9cbc8c8798a573aaeba239eb5b132655e"},
+		{"seed sample, map body", func(lr plog.LogRecord) {
+			require.NoError(t, pjson.DecodeMap([]byte(seedJSON(t)), lr.Body().SetEmptyMap()))
+		}, "f829690cbb3a470ccf219498b296ead9cbc8c8798a573aaeba239eb5b132655e"},
+		{"attribute encoding", func(lr plog.LogRecord) {
+			lr.Body().SetStr("Ann changed a role")
+			a := lr.Attributes()
+			a.PutStr(audit.AttrAction, "role_updated")
+			a.PutInt(audit.AttrTeamID, 42)
+			a.PutStr(audit.AttrActorType, "user")
+			a.PutInt(audit.AttrActorID, 7)
+			a.PutEmptyMap(audit.AttrActorMetadata).PutStr("email", "a@b.c")
+			tg := a.PutEmptySlice(audit.AttrTargets).AppendEmpty().SetEmptyMap()
+			tg.PutStr("type", "role")
+			tg.PutDouble("id", 12)
+			a.PutEmptyMap(audit.AttrMetadata).PutStr("name", "admin")
+			a.PutStr("client.address", "203.0.113.9")
+			a.PutStr("http.request.header.x-forwarded-for", "203.0.113.9, 10.0.0.1")
+			a.PutStr("user_agent.original", "curl/8")
+		}, "3bcd8fb23fb7a3bcd7c6298dbfdb1fdfde8242859063eb650df04be8024071c9"},
+		{"map body with attribute overrides and no optional fields", func(lr plog.LogRecord) {
+			b := lr.Body().SetEmptyMap()
+			b.PutStr("action", "data_export")
+			b.PutStr("team_id", "acme-corp")
+			b.PutEmptyMap("actor").PutStr("type", "system")
+			b.PutStr("access_route", " 198.51.100.1 ,198.51.100.2")
+			lr.Attributes().PutStr(audit.AttrMetadata, "not a map")
+		}, "a5fef0e11a6914f3a32eb2203dafa5d92d45b0fba2b675d3e68f3d7aca26f7ec"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, sink := run(t, nil, func(lr plog.LogRecord) {
+				lr.SetEventName(audit.EventName)
+				tc.fill(lr)
+			})
+			lr := only(t, sink)
+			require.Equal(t, audit.StatusValid, attrStr(lr, audit.AttrStatus), attrList(lr, audit.AttrProblems))
+			assert.Equal(t, tc.want, attrStr(lr, audit.AttrHash))
+			assert.Equal(t, tc.want, attrStr(lr, audit.AttrID), "without a supplied id, the id is the hash")
+		})
+	}
+}
