@@ -81,7 +81,7 @@ func (e *auditExporter) readEvent(lr plog.LogRecord) (event, string, string) {
 	}
 	ev.id, _ = audit.SafeID(strField(attrs, audit.AttrID))
 	if ev.id == "" {
-		ev.id = canonical.ID(ev.body, lr.Timestamp(), lr.ObservedTimestamp())
+		ev.id = canonical.ID(ev.body, lr.Timestamp(), lr.ObservedTimestamp(), ev.hash)
 	}
 	if v, ok := attrs.Get(audit.AttrKnown); ok && v.Type() == pcommon.ValueTypeBool {
 		ev.known = v.Bool()

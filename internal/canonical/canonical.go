@@ -41,9 +41,13 @@ func Hash(body pcommon.Map, ts pcommon.Timestamp) string {
 //
 // An SDK that retries an export resends the same observed timestamp, so a redelivery keeps its id; two
 // real events identical but for when they were observed (two failed logins in one second) do not
-// merge. Without an observed timestamp ID equals Hash.
-func ID(body pcommon.Map, ts, observed pcommon.Timestamp) string {
+// merge. Without an observed timestamp ID equals Hash: a caller that has Hash(body, ts) already
+// passes it as hash, so that it is not computed twice ("" when it has not).
+func ID(body pcommon.Map, ts, observed pcommon.Timestamp, hash string) string {
 	if observed == 0 {
+		if hash != "" {
+			return hash
+		}
 		return Hash(body, ts)
 	}
 	return hashOf(func(b []byte) []byte {

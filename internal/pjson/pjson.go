@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -58,20 +59,35 @@ func AppendMap(dst []byte, m pcommon.Map, sorted bool) []byte {
 		}
 		return append(dst, '}')
 	}
-	var small [16]string // most audit maps are small: sort their keys without allocating
-	keys := small[:0]
-	for k := range m.All() {
-		keys = append(keys, k)
+	// Sort the entries, not the keys: looking each key up again would make a large map quadratic.
+	// Most audit maps are small and sort without allocating; many arrive sorted already.
+	type entry struct {
+		k string
+		v pcommon.Value
 	}
-	slices.Sort(keys)
-	for i, k := range keys {
+	var small [16]entry
+	entries := small[:0]
+	inOrder := true
+	for k, v := range m.All() {
+		if n := len(entries); n > 0 && entries[n-1].k > k {
+			inOrder = false
+		}
+		entries = append(entries, entry{k, v})
+	}
+	if !inOrder {
+		slices.SortStableFunc(entries, func(a, b entry) int { return strings.Compare(a.k, b.k) })
+	}
+	for i := range entries {
+		e := &entries[i]
 		if i > 0 {
 			dst = append(dst, ',')
+			if e.k == entries[i-1].k {
+				e.v = entries[i-1].v // a repeated key encodes the first value, as Map.Get reads it
+			}
 		}
-		dst = AppendString(dst, k)
+		dst = AppendString(dst, e.k)
 		dst = append(dst, ':')
-		v, _ := m.Get(k)
-		dst = AppendValue(dst, v, sorted)
+		dst = AppendValue(dst, e.v, sorted)
 	}
 	return append(dst, '}')
 }
@@ -121,6 +137,14 @@ func AppendFloat(dst []byte, f float64) []byte {
 
 const hex = "0123456789abcdef"
 
+// safeASCII tells the ASCII bytes a JSON string holds as they are.
+var safeASCII = func() (t [utf8.RuneSelf]bool) {
+	for b := byte(0x20); b < utf8.RuneSelf; b++ {
+		t[b] = b != '"' && b != '\\'
+	}
+	return t
+}()
+
 // AppendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD, as with encoding/json, and
 // <, >, & are not escaped (the output is never embedded in HTML).
 func AppendString(dst []byte, s string) []byte {
@@ -128,7 +152,7 @@ func AppendString(dst []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); {
 		if b := s[i]; b < utf8.RuneSelf {
-			if b >= 0x20 && b != '"' && b != '\\' {
+			if safeASCII[b] {
 				i++
 				continue
 			}

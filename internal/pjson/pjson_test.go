@@ -1,13 +1,16 @@
 package pjson
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"math"
 	"reflect"
 	"strings"
 	"testing"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
 )
 
 func TestDecodeEncodeRoundTrip(t *testing.T) {
@@ -136,4 +139,47 @@ func FuzzDecodeMap(f *testing.F) {
 			t.Fatalf("not stable: %s vs %s", out, out2)
 		}
 	})
+}
+
+// Sorted encoding, which the content hash is defined on: keys in byte order at every depth, large
+// maps included, and a key the map holds twice encoded with its first value, as Map.Get reads it.
+func TestAppendMapSorted(t *testing.T) {
+	m := pcommon.NewMap()
+	for i := 29; i >= 0; i-- {
+		m.PutInt(fmt.Sprintf("k%02d", i), int64(i))
+	}
+	m.PutEmptyMap("nested").PutStr("b", "2")
+	nested, _ := m.Get("nested")
+	nested.Map().PutStr("a", "1")
+	var want strings.Builder
+	want.WriteString("{")
+	for i := range 30 {
+		fmt.Fprintf(&want, `"k%02d":%d,`, i, i)
+	}
+	want.WriteString(`"nested":{"a":"1","b":"2"}}`)
+	if got := string(AppendMap(nil, m, true)); got != want.String() {
+		t.Fatalf("got  %s\nwant %s", got, want.String())
+	}
+
+	// A map holding a key twice comes only from decoded OTLP: rename one key in the protobuf.
+	ld := plog.NewLogs()
+	attrs := ld.ResourceLogs().AppendEmpty().ScopeLogs().AppendEmpty().LogRecords().AppendEmpty().Attributes()
+	attrs.PutInt("zq", 0)
+	attrs.PutInt("aq", 1)
+	attrs.PutInt("Xq", 2)
+	raw, err := (&plog.ProtoMarshaler{}).MarshalLogs(ld)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := (&plog.ProtoUnmarshaler{}).UnmarshalLogs(bytes.Replace(raw, []byte("Xq"), []byte("aq"), 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dup := back.ResourceLogs().At(0).ScopeLogs().At(0).LogRecords().At(0).Attributes()
+	if dup.Len() != 3 {
+		t.Fatalf("want a map with a repeated key, got %d keys", dup.Len())
+	}
+	if got := string(AppendMap(nil, dup, true)); got != `{"aq":1,"aq":1,"zq":0}` {
+		t.Fatalf("repeated key: got %s", got)
+	}
 }

@@ -181,7 +181,7 @@ func (n *normalizer) normalize(lr plog.LogRecord) result {
 	id := eventID(attrs, &res)
 	hash := canonical.Hash(body.Map(), lr.Timestamp())
 	if id == "" {
-		id = canonical.ID(body.Map(), lr.Timestamp(), lr.ObservedTimestamp())
+		id = canonical.ID(body.Map(), lr.Timestamp(), lr.ObservedTimestamp(), hash)
 		res.warn(audit.WarningMissingID, "no audit.id or log.record.uid; the id is the content hash")
 	}
 	attrs.PutStr(audit.AttrID, id)
