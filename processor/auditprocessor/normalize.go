@@ -80,10 +80,10 @@ type fields struct {
 	metadata              optValue
 }
 
-// optValue is a value that may be absent.
+// optValue is a value that may be absent; attr tells it is an attribute's, not the body's.
 type optValue struct {
 	pcommon.Value
-	ok bool
+	ok, attr bool
 }
 
 func (n *normalizer) normalize(lr plog.LogRecord) result {
@@ -129,50 +129,11 @@ func (n *normalizer) normalize(lr plog.LogRecord) result {
 		return res
 	}
 
-	// Valid: build the canonical body, moving (not copying) nested values out of their sources.
-	out := pcommon.NewMap()
-	out.EnsureCapacity(8)
-	out.PutStr(audit.FieldAction, f.action)
-	out.PutStr(audit.FieldTeamID, f.teamID)
-	actor := out.PutEmptyMap(audit.FieldActor)
-	actor.EnsureCapacity(3)
-	actor.PutStr(audit.FieldType, f.actorType)
-	if f.actorID == "" {
-		actor.PutEmpty(audit.FieldID)
-	} else {
-		actor.PutStr(audit.FieldID, f.actorID)
-	}
-	moveOrNull(f.actorMeta, actor.PutEmpty(audit.FieldMetadata))
-	targets := out.PutEmptySlice(audit.FieldTargets)
-	if f.targets.ok && f.targets.Type() == pcommon.ValueTypeSlice {
-		in := f.targets.Slice()
-		targets.EnsureCapacity(in.Len())
-		for i := 0; i < in.Len(); i++ {
-			tm := in.At(i).Map()
-			t := targets.AppendEmpty().SetEmptyMap()
-			t.EnsureCapacity(3)
-			typ, _ := tm.Get(audit.FieldType)
-			t.PutStr(audit.FieldType, typ.Str())
-			id, _ := tm.Get(audit.FieldID)
-			ids, _ := idString(id)
-			t.PutStr(audit.FieldID, ids)
-			meta, ok := tm.Get(audit.FieldMetadata)
-			moveOrNull(optValue{meta, ok}, t.PutEmpty(audit.FieldMetadata))
-		}
-	}
-	route := out.PutEmptySlice(audit.FieldAccessRoute)
-	route.EnsureCapacity(len(f.accessRoute))
-	for _, a := range f.accessRoute {
-		route.AppendEmpty().SetStr(a)
-	}
-	putStrOrNull(out, audit.FieldRemoteAddr, f.remoteAddr)
-	putStrOrNull(out, audit.FieldUserAgent, f.userAgent)
-	moveOrNull(f.metadata, out.PutEmpty(audit.FieldMetadata))
-
+	// Valid: src becomes the canonical body in place; values taken from attributes are moved in.
+	canonicalize(src, &f)
 	if parsed || body.Type() != pcommon.ValueTypeMap {
-		body.SetEmptyMap()
+		src.MoveTo(body.SetEmptyMap())
 	}
-	out.MoveTo(body.Map())
 
 	for _, k := range inputAttrs {
 		attrs.Remove(k)
@@ -431,26 +392,98 @@ func first(vals ...string) string {
 // firstValue returns a[ka] if present and not empty, else b[kb] if present, else nothing.
 func firstValue(a pcommon.Map, ka string, b pcommon.Map, kb string) optValue {
 	if v, ok := a.Get(ka); ok && v.Type() != pcommon.ValueTypeEmpty {
-		return optValue{v, true}
+		return optValue{v, true, true}
 	}
 	v, ok := b.Get(kb)
-	return optValue{v, ok}
+	return optValue{v, ok, false}
 }
 
-// moveOrNull moves src into dst (dst stays empty, JSON null, when src is absent). Metadata of any
-// shape is kept as given.
-func moveOrNull(src optValue, dst pcommon.Value) {
-	if src.ok {
-		src.MoveTo(dst)
+// canonicalize makes m, the body the fields were read from, the canonical body: every field of the
+// specification present (null when absent), ids as strings, values that came from attributes moved
+// in. What is canonical already is left as it is, so a body in the specification's shape costs
+// lookups, not allocations. Values read from m are not used after m grows (growing may move them).
+func canonicalize(m pcommon.Map, f *fields) {
+	setStr(m, audit.FieldAction, f.action)
+	setStr(m, audit.FieldTeamID, f.teamID)
+	var actor pcommon.Map
+	if v, ok := m.Get(audit.FieldActor); ok && v.Type() == pcommon.ValueTypeMap {
+		actor = v.Map()
+	} else {
+		actor = m.PutEmptyMap(audit.FieldActor)
 	}
+	setStr(actor, audit.FieldType, f.actorType)
+	setStrOrNull(actor, audit.FieldID, f.actorID)
+	setValue(actor, audit.FieldMetadata, f.actorMeta)
+
+	setValue(m, audit.FieldTargets, f.targets)
+	if v, _ := m.Get(audit.FieldTargets); v.Type() != pcommon.ValueTypeSlice {
+		m.PutEmptySlice(audit.FieldTargets)
+	} else {
+		for _, t := range v.Slice().All() {
+			tm := t.Map()
+			if id, _ := tm.Get(audit.FieldID); id.Type() != pcommon.ValueTypeStr {
+				s, _ := idString(id)
+				tm.PutStr(audit.FieldID, s)
+			}
+			if _, ok := tm.Get(audit.FieldMetadata); !ok {
+				tm.PutEmpty(audit.FieldMetadata)
+			}
+		}
+	}
+
+	if v, ok := m.Get(audit.FieldAccessRoute); !ok || !isStrings(v, f.accessRoute) {
+		route := m.PutEmptySlice(audit.FieldAccessRoute)
+		route.EnsureCapacity(len(f.accessRoute))
+		for _, a := range f.accessRoute {
+			route.AppendEmpty().SetStr(a)
+		}
+	}
+	setStrOrNull(m, audit.FieldRemoteAddr, f.remoteAddr)
+	setStrOrNull(m, audit.FieldUserAgent, f.userAgent)
+	setValue(m, audit.FieldMetadata, f.metadata)
 }
 
-func putStrOrNull(m pcommon.Map, k, v string) {
-	if v == "" {
-		m.PutEmpty(k)
+func setStr(m pcommon.Map, k, v string) {
+	if cur, ok := m.Get(k); ok && cur.Type() == pcommon.ValueTypeStr && cur.Str() == v {
 		return
 	}
 	m.PutStr(k, v)
+}
+
+func setStrOrNull(m pcommon.Map, k, v string) {
+	if v != "" {
+		setStr(m, k, v)
+		return
+	}
+	if cur, ok := m.Get(k); !ok || cur.Type() != pcommon.ValueTypeEmpty {
+		m.PutEmpty(k)
+	}
+}
+
+// setValue makes m[k] the value read for it: moved in from an attribute, kept when it is m's own
+// (metadata of any shape is kept as given), null when there was none.
+func setValue(m pcommon.Map, k string, v optValue) {
+	switch {
+	case v.attr:
+		v.MoveTo(m.PutEmpty(k))
+	case !v.ok:
+		if _, ok := m.Get(k); !ok {
+			m.PutEmpty(k)
+		}
+	}
+}
+
+// isStrings tells whether v is a list holding exactly want.
+func isStrings(v pcommon.Value, want []string) bool {
+	if v.Type() != pcommon.ValueTypeSlice || v.Slice().Len() != len(want) {
+		return false
+	}
+	for i, e := range v.Slice().All() {
+		if e.Type() != pcommon.ValueTypeStr || e.Str() != want[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func putList(m pcommon.Map, k string, vals []string) {
