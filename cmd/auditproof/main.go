@@ -22,7 +22,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/auditpipe/auditpipe/internal/collectorproc"
@@ -192,10 +194,10 @@ func load(e env) bool {
 	if e.short {
 		dur = 15 * time.Second
 	}
-	const rowFormat = "%7v %14v %6v %8v %7v %16v %13v %10v %23v %23v %7v %7v %19v %12v %5v %11v\n"
+	const rowFormat = "%7v %14v %6v %8v %7v %16v %13v %10v %23v %23v %14v %14v %7v %7v %19v %12v %5v %11v\n"
 	fmt.Fprintf(e.out, rowFormat, "teams", "metadata bytes", "fsync", "events", "teams", "events/s stored", "raw replay", "efficiency", "collector CPU µs/event", "collector peak RSS MiB",
-		"shards", "cluster", "cluster state KiB", "stored bytes", "lost", "duplicated")
-	fmt.Fprintf(e.out, rowFormat, "", "", "", "", "sending", "", "events/s", "", "", "", "(run)", "shards", "", "per event", "", "")
+		"generator CPU", "ES CPU µs/event", "shards", "cluster", "cluster state KiB", "stored bytes", "lost", "duplicated")
+	fmt.Fprintf(e.out, rowFormat, "", "", "", "", "sending", "", "events/s", "", "", "", "µs/event", "(pipeline/raw)", "(run)", "shards", "", "per event", "", "")
 	ok := true
 	for _, s := range shapes {
 		r, err := e.newRun(fmt.Sprintf("load-%d-%d-%t-%t", s.teams, s.metadata, s.fsync, s.warmUp), e.esURL, fmt.Sprintf("AUDIT_QUEUE_FSYNC=%t", s.fsync))
@@ -204,6 +206,7 @@ func load(e env) bool {
 			return false
 		}
 		before, _ := r.proc.ReadUsage()
+		esBefore := e.esUsage()
 		begin := time.Now()
 		profiled := make(chan error, 1)
 		if e.profile != "" && !s.warmUp {
@@ -217,7 +220,9 @@ func load(e env) bool {
 		if s.warmUp {
 			d = dur / 3
 		}
+		genBefore := selfCPU()
 		res, err := loadgen.Run(context.Background(), loadgen.Config{Endpoint: r.env.GRPC, Duration: d, Teams: s.teams, Zipf: true, MetadataBytes: s.metadata, Batch: 500})
+		genCPU := selfCPU() - genBefore
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			ok = false
@@ -225,6 +230,7 @@ func load(e env) bool {
 		out := r.waitStored(res.Sent)
 		elapsed := time.Since(begin)
 		after, _ := r.proc.ReadUsage()
+		esCPU := e.esUsage() - esBefore
 		if err := <-profiled; err != nil {
 			fmt.Fprintln(os.Stderr, "profiling the collector:", err)
 			ok = false
@@ -234,7 +240,7 @@ func load(e env) bool {
 			fmt.Fprintln(os.Stderr, "measuring the cluster:", ferr)
 			ok = false
 		}
-		raw, replayed, rerr := rawReplay(r.esURL, r.env.Layout(), r.env.Prefix+"raw-")
+		raw, replayed, rawESCPU, rerr := rawReplay(r.esURL, r.env.Layout(), r.env.Prefix+"raw-", e.esUsage)
 		if rerr == nil && int64(replayed) != out {
 			rerr = fmt.Errorf("replayed %d events of %d stored", replayed, out)
 		}
@@ -253,10 +259,38 @@ func load(e env) bool {
 			label = "warm-up"
 		}
 		fmt.Fprintf(e.out, rowFormat, label, s.metadata, s.fsync, out, len(res.PerTeam), fmt.Sprintf("%.0f", rate), fmt.Sprintf("%.0f", raw), fmt.Sprintf("%.2f", rate/max(raw, 1)),
-			fmt.Sprintf("%.1f", float64((after.CPU-before.CPU).Microseconds())/float64(max(out, 1))), after.PeakRSS>>20,
-			fp.Shards, fp.AllShards, fp.StateBytes>>10, fp.StoreBytes/max(out, 1), v.lost, v.duplicated)
+			perEvent(after.CPU-before.CPU, out), after.PeakRSS>>20, perEvent(genCPU, res.Sent),
+			perEvent(esCPU, out)+"/"+perEvent(rawESCPU, int64(replayed)), fp.Shards, fp.AllShards, fp.StateBytes>>10, fp.StoreBytes/max(out, 1), v.lost, v.duplicated)
 	}
 	return ok
+}
+
+// perEvent is CPU time per event in µs, as the load table prints it.
+func perEvent(cpu time.Duration, events int64) string {
+	return fmt.Sprintf("%.1f", float64(cpu.Microseconds())/float64(max(events, 1)))
+}
+
+// selfCPU is the CPU time auditproof has used: during a load, the load generator's.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// esUsage is the CPU time auditproof's Elasticsearch node has used (0 when it cannot be read).
+func (e env) esUsage() time.Duration {
+	out, err := e.script(nil, "pid", "0")
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(out)
+	if err != nil {
+		return 0
+	}
+	u, _ := collectorproc.ProcessUsage(pid)
+	return u.CPU
 }
 
 // profile saves the collector's CPU profile, 30 s from the 10th second of load, and its allocation

@@ -18,11 +18,11 @@ import (
 // and writes them again, pre-encoded, into copies of the run's partitions (same mappings and
 // settings, names under toPrefix instead of the run's prefix, same routing and _id), with 2
 // connections and 5,000 documents per bulk request. It returns the events per second stored, and
-// deletes the copies.
-func rawReplay(esURL string, lay *layout.Layout, toPrefix string) (float64, int, error) {
+// deletes the copies. It also returns the CPU time Elasticsearch spent meanwhile, read by esCPU.
+func rawReplay(esURL string, lay *layout.Layout, toPrefix string, esCPU func() time.Duration) (float64, int, time.Duration, error) {
 	bodies, indices, n, err := readForReplay(esURL, lay, toPrefix)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	defer func() {
 		for to := range indices {
@@ -35,16 +35,17 @@ func rawReplay(esURL string, lay *layout.Layout, toPrefix string) (float64, int,
 			Mappings json.RawMessage `json:"mappings"`
 		}
 		if err := esDo(http.MethodGet, esURL+"/"+from+"/_mapping", "", &src); err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 		body := fmt.Sprintf(`{"settings":{"number_of_shards":1,"number_of_replicas":0,"refresh_interval":"1s"},"mappings":%s}`, src[from].Mappings)
 		if err := esPut(esURL+"/"+to, body); err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 	}
 	work := make(chan []byte)
 	errs := make(chan error, len(bodies))
 	var wg sync.WaitGroup
+	cpuBefore := esCPU()
 	began := time.Now()
 	for range 2 {
 		wg.Go(func() {
@@ -59,13 +60,14 @@ func rawReplay(esURL string, lay *layout.Layout, toPrefix string) (float64, int,
 	close(work)
 	wg.Wait()
 	elapsed := time.Since(began)
+	cpu := esCPU() - cpuBefore
 	close(errs)
 	for err := range errs {
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 	}
-	return float64(n) / elapsed.Seconds(), n, nil
+	return float64(n) / elapsed.Seconds(), n, cpu, nil
 }
 
 // readForReplay reads every stored event of the layout and encodes bulk bodies of 5,000 create

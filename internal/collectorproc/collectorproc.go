@@ -176,9 +176,11 @@ type Usage struct {
 }
 
 // ReadUsage reads the process's usage so far.
-func (p *Proc) ReadUsage() (Usage, error) {
+func (p *Proc) ReadUsage() (Usage, error) { return ProcessUsage(p.Cmd.Process.Pid) }
+
+// ProcessUsage reads the usage so far of any process of this machine (Linux).
+func ProcessUsage(pid int) (Usage, error) {
 	var u Usage
-	pid := p.Cmd.Process.Pid
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return u, err
