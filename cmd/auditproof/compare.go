@@ -68,7 +68,7 @@ func (e env) compareOne(who string, teams int, dur time.Duration) ([]any, error)
 	}()
 	// Where contrib writes: our layout's names under a prefix of its own, without routing.
 	lay := r.env.Layout()
-	cfg := loadgen.Config{Endpoint: r.env.GRPC, Duration: dur, Teams: teams, Zipf: true, MetadataBytes: 200, Batch: 500}
+	cfg := loadgen.Config{Endpoint: r.env.GRPC, Duration: dur, Teams: teams, Zipf: true, MetadataBytes: 200, Batch: 500, Prebuilt: true}
 	if who == "contrib" {
 		if lay, err = layout.New(r.env.Prefix+"contrib-", r.env.Prefix+"contrib-quarantine", layout.NewDefaultConfig()); err != nil {
 			return nil, err
@@ -81,11 +81,10 @@ func (e env) compareOne(who string, teams int, dur time.Duration) ([]any, error)
 		cfg.Route = lay
 	}
 	before, _ := r.proc.ReadUsage()
-	begin := time.Now()
 	res, lerr := loadgen.Run(context.Background(), cfg)
 	stored, last := waitStable(e.esURL, lay, res.Sent)
 	after, _ := r.proc.ReadUsage()
-	elapsed := last.Sub(begin)
+	elapsed := last.Sub(res.Began)
 	row := []any{who, teams, res.Sent, stored, res.Sent - int64(stored), fmt.Sprintf("%.0f", float64(stored)/elapsed.Seconds()),
 		fmt.Sprintf("%.1f", float64((after.CPU-before.CPU).Microseconds())/float64(max(stored, 1))), after.PeakRSS >> 20}
 	if who == "auditpipe" {
