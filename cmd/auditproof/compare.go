@@ -68,7 +68,7 @@ func (e env) compareOne(who string, teams int, dur time.Duration) ([]any, error)
 	}()
 	// Where contrib writes: our layout's names under a prefix of its own, without routing.
 	lay := r.env.Layout()
-	cfg := loadgen.Config{Endpoint: r.env.GRPC, Duration: dur, Teams: teams, Zipf: true, MetadataBytes: 200, Batch: 500, Prebuilt: true}
+	cfg := loadgen.Config{Endpoint: r.env.GRPC, Duration: dur, Teams: teams, Zipf: true, MetadataBytes: 200, Batch: 500}
 	if who == "contrib" {
 		if lay, err = layout.New(r.env.Prefix+"contrib-", r.env.Prefix+"contrib-quarantine", layout.NewDefaultConfig()); err != nil {
 			return nil, err
@@ -79,6 +79,9 @@ func (e env) compareOne(who string, teams int, dur time.Duration) ([]any, error)
 			return nil, err
 		}
 		cfg.Route = lay
+	}
+	if cfg.Prebuilt, err = loadgen.Prebuild(cfg); err != nil {
+		return nil, err
 	}
 	before, _ := r.proc.ReadUsage()
 	res, lerr := loadgen.Run(context.Background(), cfg)

@@ -205,6 +205,16 @@ func load(e env) bool {
 			fmt.Fprintln(os.Stderr, err)
 			return false
 		}
+		d := dur
+		if s.warmUp {
+			d = dur / 3
+		}
+		// The requests are built before anything is measured (loadgen.Prebuild).
+		cfg := loadgen.Config{Endpoint: r.env.GRPC, Duration: d, Teams: s.teams, Zipf: true, MetadataBytes: s.metadata, Batch: 500}
+		if cfg.Prebuilt, err = loadgen.Prebuild(cfg); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return false
+		}
 		before, _ := r.proc.ReadUsage()
 		esBefore := e.esUsage()
 		profiled := make(chan error, 1)
@@ -215,12 +225,8 @@ func load(e env) bool {
 		} else {
 			profiled <- nil
 		}
-		d := dur
-		if s.warmUp {
-			d = dur / 3
-		}
 		genBefore := selfCPU()
-		res, err := loadgen.Run(context.Background(), loadgen.Config{Endpoint: r.env.GRPC, Duration: d, Teams: s.teams, Zipf: true, MetadataBytes: s.metadata, Batch: 500, Prebuilt: true})
+		res, err := loadgen.Run(context.Background(), cfg)
 		genCPU := selfCPU() - genBefore
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)

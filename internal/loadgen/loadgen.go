@@ -60,12 +60,24 @@ type Config struct {
 	// elasticsearch.document_id: the index and _id this layout gives it, for an exporter that routes
 	// by attribute (contrib's, in the side-by-side benchmark).
 	Route *layout.Layout
-	// Prebuilt sends requests prepared before the clock starts (prebuilt.go): the generator then
-	// costs about 1 µs of CPU per event instead of ~60. For plain loads (no Bad, Poison, Resend, Rate).
-	Prebuilt bool
+	// Prebuilt, made by Prebuild before anything is measured, holds the requests to send
+	// (prebuilt.go): the generator then costs about 1 µs of CPU per event instead of ~60.
+	Prebuilt *Prebuilt
 	// Deadline bounds the whole run, acknowledgements included (default 10 minutes): a collector
 	// that never answers fails the run instead of hanging it.
 	Deadline time.Duration
+}
+
+func (cfg *Config) defaults() {
+	if cfg.Batch <= 0 {
+		cfg.Batch = 500
+	}
+	if cfg.Teams <= 0 {
+		cfg.Teams = 10
+	}
+	if cfg.Deadline <= 0 {
+		cfg.Deadline = 10 * time.Minute
+	}
 }
 
 // Expect is where an acknowledged record must end: in its team's log, or in quarantine.
@@ -92,18 +104,10 @@ type Result struct {
 // Run sends the configured load and returns when every emitted record was acknowledged, or at the
 // deadline with an error.
 func Run(ctx context.Context, cfg Config) (Result, error) {
-	if cfg.Batch <= 0 {
-		cfg.Batch = 500
-	}
-	if cfg.Teams <= 0 {
-		cfg.Teams = 10
-	}
-	if cfg.Deadline <= 0 {
-		cfg.Deadline = 10 * time.Minute
-	}
+	cfg.defaults()
 	ctx, cancel := context.WithTimeout(ctx, cfg.Deadline)
 	defer cancel()
-	if cfg.Prebuilt {
+	if cfg.Prebuilt != nil {
 		return runPrebuilt(ctx, cfg)
 	}
 	newExporter := func(endpoint string) (sdklog.Exporter, error) {

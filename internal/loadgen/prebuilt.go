@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"time"
 
@@ -23,10 +24,15 @@ import (
 
 // The prebuilt sender: the load generator of the benchmarks. It shares the machine with the collector
 // and Elasticsearch, so every microsecond it spends is taken from what it measures; the SDK path costs
-// about 60 µs of CPU per event, more than the collector. Before the clock starts it builds a pool of
-// OTLP requests with the same events as the SDK path (auditlog's record shape) and marshals them;
-// each request it sends is a copy of one of them with fresh UUIDv7 event ids written over
+// about 60 µs of CPU per event, more than the collector. Prebuild makes, before anything is measured,
+// a pool of OTLP requests with the same events as the SDK path (auditlog's record shape), marshaled;
+// each request Run sends is a copy of one of them with fresh UUIDv7 event ids written over
 // placeholders, which costs about a microsecond per event.
+
+// Prebuilt is a pool of requests for Config.Prebuilt.
+type Prebuilt struct {
+	templates []template
+}
 
 const (
 	prebuiltSenders = 2   // requests in flight, as from a few services
@@ -43,9 +49,17 @@ type template struct {
 
 // placeholder is the id of slot n while the templates are built: a UUID's length, so that a UUID
 // can be written over it.
-func placeholder(n int) string { return fmt.Sprintf("00000000-0000-0000-0000-%012d", n) }
+func placeholder(n int) string { return fmt.Sprintf("%s%012d", placeholderPrefix, n) }
 
-func buildTemplates(cfg Config) ([]template, error) {
+const placeholderPrefix = "00000000-0000-0000-0000-"
+
+// Prebuild makes the requests of a plain load (no Bad, Poison, Resend or Rate) shaped by cfg's
+// Count, Batch, Teams, Zipf, MetadataBytes and Route.
+func Prebuild(cfg Config) (*Prebuilt, error) {
+	if cfg.Bad > 0 || cfg.Poison > 0 || cfg.Resend != "" || cfg.Rate > 0 {
+		return nil, errors.New("loadgen: Prebuilt sends plain load only (no Bad, Poison, Resend or Rate)")
+	}
+	cfg.defaults()
 	k := maxTemplates
 	if cfg.Count > 0 {
 		k = min(k, (cfg.Count+cfg.Batch-1)/cfg.Batch)
@@ -95,24 +109,29 @@ func buildTemplates(cfg Config) ([]template, error) {
 			return nil, err
 		}
 		tpl.payload = b
+		// One pass over the request finds every placeholder and the slot it names.
 		tpl.ids = make([][]int, len(tpl.teams))
 		first := slot - len(tpl.teams)
-		for i := range tpl.teams {
-			ph := []byte(placeholder(first + i))
-			for off := 0; ; {
-				j := bytes.Index(b[off:], ph)
-				if j < 0 {
-					break
-				}
-				tpl.ids[i] = append(tpl.ids[i], off+j)
-				off += j + len(ph)
+		for off := 0; ; {
+			j := bytes.Index(b[off:], []byte(placeholderPrefix))
+			if j < 0 {
+				break
 			}
-			if len(tpl.ids[i]) == 0 {
+			at := off + j
+			n, err := strconv.Atoi(string(b[at+len(placeholderPrefix) : at+len(placeholder(0))]))
+			if err != nil || n < first || n >= slot {
+				return nil, fmt.Errorf("a placeholder at %d names no event of its request", at)
+			}
+			tpl.ids[n-first] = append(tpl.ids[n-first], at)
+			off = at + len(placeholder(0))
+		}
+		for i, offs := range tpl.ids {
+			if len(offs) == 0 {
 				return nil, fmt.Errorf("the id of event %d is not in its request", first+i)
 			}
 		}
 	}
-	return out, nil
+	return &Prebuilt{templates: out}, nil
 }
 
 // putValue sets dst to the OpenTelemetry API value v, as the SDK's OTLP exporter encodes it.
@@ -148,13 +167,7 @@ func (rawCodec) Unmarshal(data []byte, v any) error { return nil }
 func (rawCodec) Name() string                       { return "proto" }
 
 func runPrebuilt(ctx context.Context, cfg Config) (Result, error) {
-	if cfg.Bad > 0 || cfg.Poison > 0 || cfg.Resend != "" || cfg.Rate > 0 {
-		return Result{}, errors.New("loadgen: Prebuilt sends plain load only (no Bad, Poison, Resend or Rate)")
-	}
-	templates, err := buildTemplates(cfg)
-	if err != nil {
-		return Result{}, err
-	}
+	templates := cfg.Prebuilt.templates
 	conn, err := grpc.NewClient(cfg.Endpoint, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{}), grpc.MaxCallSendMsgSize(64<<20)))
 	if err != nil {

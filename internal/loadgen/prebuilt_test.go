@@ -46,8 +46,13 @@ func TestPrebuiltSendsDistinctEventsAndCountsWhatWasAcknowledged(t *testing.T) {
 
 	lay, err := layout.New(layout.DefaultPrefix, layout.DefaultQuarantine, layout.NewDefaultConfig())
 	require.NoError(t, err)
-	// More requests than templates: every template is sent twice, with new ids.
-	res, err := Run(context.Background(), Config{Endpoint: lis.Addr().String(), Count: 12, Batch: 5, Teams: 3, Zipf: true, Prebuilt: true, Route: lay})
+	// More requests than templates: the first is sent again, with new ids.
+	cfg := Config{Endpoint: lis.Addr().String(), Count: 10, Batch: 5, Teams: 3, Zipf: true, Route: lay}
+	cfg.Prebuilt, err = Prebuild(cfg)
+	require.NoError(t, err)
+	require.Len(t, cfg.Prebuilt.templates, 2)
+	cfg.Count = 12
+	res, err := Run(context.Background(), cfg)
 	require.NoError(t, err)
 	assert.EqualValues(t, 15, res.Sent, "whole requests of 5, until 12 are sent")
 	assert.EqualValues(t, 1, res.Retries, "the refused request is sent again")
