@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -41,6 +42,10 @@ func rawReplay(esURL string, lay *layout.Layout, toPrefix string, esCPU func() t
 		if err := esPut(esURL+"/"+to, body); err != nil {
 			return 0, 0, 0, err
 		}
+	}
+	// The pipeline's partition may still be merging: replay on a quiet node, as the pipeline started.
+	if err := esinspect.WaitMerged(esURL, 2*time.Minute); err != nil {
+		fmt.Fprintln(os.Stderr, "raw replay: starting anyway:", err)
 	}
 	work := make(chan []byte)
 	errs := make(chan error, len(bodies))

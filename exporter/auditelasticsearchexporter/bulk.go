@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -143,8 +144,14 @@ func (it *item) size() int { return len(it.doc) + len(it.id) + len(it.index) + l
 
 // send posts one bulk request and sorts its documents into out; a 400 or 413 splits the request.
 func (e *auditExporter) send(ctx context.Context, batch []*item, out *sorted) {
+	size := 0
+	for _, it := range batch {
+		size += it.size()
+	}
 	bp := e.bufs.Get().(*[]byte)
-	b := (*bp)[:0]
+	// Grown once to the request's size: a pooled buffer may be gone after a garbage collection, and
+	// growing by doubling would copy the request several times.
+	b := slices.Grow((*bp)[:0], size)
 	for _, it := range batch {
 		b = append(b, `{"create":{"_index":`...)
 		b = pjson.AppendString(b, it.index)

@@ -281,3 +281,34 @@ func Measure(base, prefix string) (Footprint, error) {
 	f.StateBytes = len(state)
 	return f, nil
 }
+
+// WaitMerged waits, at most limit, until no segment merge runs on any node, so that a measurement
+// starts on a quiet cluster instead of sharing it with the merges of the one before.
+func WaitMerged(base string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		var stats struct {
+			Nodes map[string]struct {
+				Indices struct {
+					Merges struct {
+						Current int `json:"current"`
+					} `json:"merges"`
+				} `json:"indices"`
+			} `json:"nodes"`
+		}
+		if err := get(base, "/_nodes/stats/indices/merges", &stats); err != nil {
+			return err
+		}
+		running := 0
+		for _, n := range stats.Nodes {
+			running += n.Indices.Merges.Current
+		}
+		if running == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d merges still running after %s", running, limit)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}

@@ -93,8 +93,8 @@ type Result struct {
 	PerTeam   map[string]int64
 	// Acked maps the id under which each acknowledged record must be stored to where.
 	Acked    map[string]Expect
-	Unacked  int64 // records emitted but not acknowledged by the deadline
-	Resent   int64 // records sent to the second collector too
+	Unacked  int64     // records emitted but not acknowledged by the deadline
+	Resent   int64     // records sent to the second collector too
 	Began    time.Time // when the first event was sent
 	Elapsed  time.Duration
 	Retries  int64 // OTLP requests that failed and were sent again

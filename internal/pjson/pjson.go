@@ -145,12 +145,31 @@ var safeASCII = func() (t [utf8.RuneSelf]bool) {
 	return t
 }()
 
+// plain8 tells whether the 8 bytes of s are all ASCII that a JSON string holds as it is: no control
+// byte, quote, backslash or byte of a multi-byte rune. (A byte over 0x7f can make the control-byte
+// test answer wrongly, but that byte alone makes the word not plain.)
+func plain8(s string) bool {
+	w := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	quote, backslash := w^(ones*'"'), w^(ones*'\\')
+	special := (w - ones*0x20) | (quote-ones)&^quote | (backslash-ones)&^backslash | w
+	return special&highs == 0
+}
+
 // AppendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD, as with encoding/json, and
 // <, >, & are not escaped (the output is never embedded in HTML).
 func AppendString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		// Eight bytes at a time while none needs a look: most strings are plain ASCII.
+		for i+8 <= len(s) && plain8(s[i:i+8]) {
+			i += 8
+		}
+		if i >= len(s) {
+			break
+		}
 		if b := s[i]; b < utf8.RuneSelf {
 			if safeASCII[b] {
 				i++

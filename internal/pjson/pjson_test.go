@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
@@ -181,5 +183,39 @@ func TestAppendMapSorted(t *testing.T) {
 	}
 	if got := string(AppendMap(nil, dup, true)); got != `{"aq":1,"aq":1,"zq":0}` {
 		t.Fatalf("repeated key: got %s", got)
+	}
+}
+
+// plain8 must agree with the byte-by-byte rule for every byte in every position, and for random words.
+func TestPlain8(t *testing.T) {
+	slow := func(s string) bool {
+		for i := 0; i < len(s); i++ {
+			if s[i] >= utf8.RuneSelf || !safeASCII[s[i]] {
+				return false
+			}
+		}
+		return true
+	}
+	for pos := range 8 {
+		for b := range 256 {
+			w := []byte("aaaaaaaa")
+			w[pos] = byte(b)
+			if got, want := plain8(string(w)), slow(string(w)); got != want {
+				t.Fatalf("%q: plain8 %v, want %v", w, got, want)
+			}
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 200000 {
+		var w [8]byte
+		for i := range w {
+			w[i] = byte(rng.IntN(256))
+			if rng.IntN(4) > 0 {
+				w[i] = byte(0x20 + rng.IntN(0x60)) // mostly printable, so plain words occur
+			}
+		}
+		if got, want := plain8(string(w[:])), slow(string(w[:])); got != want {
+			t.Fatalf("%q: plain8 %v, want %v", w, got, want)
+		}
 	}
 }
