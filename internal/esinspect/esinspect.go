@@ -296,7 +296,7 @@ func WaitMerged(base string, limit time.Duration) error {
 				} `json:"indices"`
 			} `json:"nodes"`
 		}
-		if err := get(base, "/_nodes/stats/indices/merges", &stats); err != nil {
+		if err := get(base, "/_nodes/stats/indices/merge", &stats); err != nil {
 			return err
 		}
 		running := 0
