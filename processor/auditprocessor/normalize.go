@@ -71,7 +71,6 @@ type normalizer struct {
 // fields is what the read pass gathered: the winning source of each canonical field.
 type fields struct {
 	action, teamID        string
-	givenTeamID           string // the team id as the record gave it, valid or not
 	actorType, actorID    string
 	actorMeta             optValue
 	targets               optValue
@@ -125,7 +124,8 @@ func (n *normalizer) normalize(lr plog.LogRecord) result {
 
 	if len(res.problems) > 0 {
 		n.setTimestamp(lr, &res)
-		markInvalid(lr, f.givenTeamID, &res)
+		// The team id as the record gave it, valid or not, for the quarantine.
+		markInvalid(lr, first(givenString(attrs, audit.AttrTeamID), givenString(src, audit.FieldTeamID)), &res)
 		return res
 	}
 
@@ -184,7 +184,6 @@ func (n *normalizer) read(src, attrs pcommon.Map, eventName string, res *result)
 	}
 
 	f.teamID, conflict = agree(res, "team_id", idField(res, attrs, audit.AttrTeamID), idField(res, src, audit.FieldTeamID))
-	f.givenTeamID = first(givenString(attrs, audit.AttrTeamID), givenString(src, audit.FieldTeamID))
 	switch {
 	case conflict:
 	case f.teamID == "":
@@ -284,7 +283,7 @@ func checkTargets(v optValue, res *result) {
 func addressList(v pcommon.Value, field string, res *result) []string {
 	var out []string
 	add := func(s string) {
-		for _, p := range strings.Split(s, ",") {
+		for p := range strings.SplitSeq(s, ",") {
 			if p = strings.TrimSpace(p); p != "" {
 				checkIP(p, field, res)
 				out = append(out, p)
