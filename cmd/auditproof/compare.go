@@ -27,8 +27,9 @@ func compare(e env) bool {
 	if e.short {
 		dur = 15 * time.Second
 	}
-	const rowFormat = "%-22v %7v %8v %8v %8v %16v %23v %23v\n"
-	fmt.Fprintf(e.out, rowFormat, "collector", "teams", "sent", "stored", "dropped", "events/s stored", "collector CPU µs/event", "collector peak RSS MiB")
+	const rowFormat = "%-22v %7v %8v %8v %8v %16v %23v %23v %16v %15v\n"
+	fmt.Fprintf(e.out, rowFormat, "collector", "teams", "sent", "stored", "dropped", "events/s stored", "collector CPU µs/event", "collector peak RSS MiB",
+		"ES CPU µs/event", "stored bytes/ev")
 	ok := true
 	for i, teams := range []int{10, 10, 100000} {
 		for _, who := range []string{"auditpipe", "contrib"} {
@@ -58,7 +59,7 @@ func (e env) compareOne(who string, teams int, dur time.Duration) ([]any, error)
 	}
 	r, err := e.newRunOf(name, e.esURL, bin, configs)
 	if err != nil {
-		return []any{who, teams, "", "", "", "", "", ""}, err
+		return []any{who, teams, "", "", "", "", "", "", "", ""}, err
 	}
 	defer esinspect.DeleteAll(e.esURL, r.env.Prefix)
 	defer func() {
@@ -84,12 +85,17 @@ func (e env) compareOne(who string, teams int, dur time.Duration) ([]any, error)
 		return nil, err
 	}
 	before, _ := r.proc.ReadUsage()
+	esBefore := e.esUsage()
 	res, lerr := loadgen.Run(context.Background(), cfg)
 	stored, last := waitStable(e.esURL, lay, res.Sent)
 	after, _ := r.proc.ReadUsage()
+	esCPU := e.esUsage() - esBefore
 	elapsed := last.Sub(res.Began)
+	// What each stored event costs the node, and its size on disk, explain the rates: the documents
+	// differ (ours carry ECS fields and the event's hash and times; contrib's bodymap is the body).
+	fp, _ := esinspect.Measure(e.esURL, r.env.Prefix)
 	row := []any{who, teams, res.Sent, stored, res.Sent - int64(stored), fmt.Sprintf("%.0f", float64(stored)/elapsed.Seconds()),
-		fmt.Sprintf("%.1f", float64((after.CPU-before.CPU).Microseconds())/float64(max(stored, 1))), after.PeakRSS >> 20}
+		perEvent(after.CPU-before.CPU, int64(stored)), after.PeakRSS >> 20, perEvent(esCPU, int64(stored)), fp.StoreBytes / max(int64(stored), 1)}
 	if who == "auditpipe" {
 		// Ours must store everything: checked id by id, as in every other proof.
 		v, err := r.settle(res)
