@@ -97,9 +97,10 @@ func (e *notStored) Unwrap() error { return e.err }
 
 // queueEncoding is how the persistent queue stores a docsRequest: a version tag, then, compressed
 // with S2, each document with its placement, length-prefixed. Compression pays for itself: the
-// storage's cost grows with the bytes it writes, and documents compress about fourfold. Queue
-// entries written by an earlier version of the exporter (records as protobuf) are read and converted
-// on the way out, so an upgrade loses nothing.
+// storage's cost grows with the bytes it writes, and audit documents, which repeat most of their
+// field names and many values, compress well (BenchmarkQueueEncoding). Queue entries written by an
+// earlier version of the exporter (records as protobuf) are read and converted on the way out, so an
+// upgrade loses nothing.
 type queueEncoding struct{ e *auditExporter }
 
 const queueFormat = "auditpipe.docs.v1+s2\n"
