@@ -192,7 +192,9 @@ func (e *auditExporter) push(ctx context.Context, req xexporterhelper.Request) e
 			return &notStored{items: r.items, err: fmt.Errorf("%w: %v", errTemplatesPending, err)}
 		}
 	}
-	failed, err := e.deliver(ctx, r.items, e.now())
+	now := e.now()
+	e.quarantinePurged(r.items, now)
+	failed, err := e.deliver(ctx, r.items, now)
 	if err == nil {
 		componentstatus.ReportStatus(e.host, componentstatus.NewEvent(componentstatus.StatusOK))
 		return nil
@@ -257,18 +259,9 @@ func (e *auditExporter) deliver(ctx context.Context, items []*item, ingested tim
 	for len(pending) > 0 {
 		r := e.bulk(ctx, pending)
 		e.countStored(ctx, r.stored)
-		next := make([]*item, 0, len(r.retry))
-		waiting := 0 // documents held back by a condition of the cluster
-		expired := e.createMissing(ctx, r.retry)
-		for _, it := range r.retry {
-			if detail, ok := expired[it.index]; ok && it.q == nil {
-				// A partition the purge deleted stays deleted: its late events go to quarantine.
-				e.quarantineRefused(it, quarantine{stage: stageIndexing, reasons: []string{audit.FormatProblem(layout.ProblemExpired, detail)}, index: it.index}, ingested)
-			} else {
-				waiting++
-			}
-			next = append(next, it)
-		}
+		next := r.retry
+		waiting := len(r.retry) // documents held back by a condition of the cluster
+		e.createMissing(ctx, r.retry)
 		var dups, events []*item
 		for _, it := range r.conflict {
 			if it.q != nil {

@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/internal/layout"
 )
 
@@ -27,11 +28,38 @@ func (e *auditExporter) place(it *item, ev event, t, now time.Time) (code, detai
 	return "", ""
 }
 
+// quarantinePurged quarantines the events of items whose partition may have been purged by now. The
+// layout's checks ran when an event arrived; one that waited in the queue until its partition expired
+// (and the grace after it) must not be written, or automatic index creation would bring the deleted
+// partition back.
+func (e *auditExporter) quarantinePurged(items []*item, now time.Time) {
+	var gone map[string]string // partition → why it is gone, "" while it is not
+	for _, it := range items {
+		if it.q != nil {
+			continue
+		}
+		if gone == nil {
+			gone = map[string]string{}
+		}
+		detail, seen := gone[it.index]
+		if !seen {
+			if p, ok := e.layout.Parse(it.index); ok {
+				if at, expired := e.layout.Expired(p, now); expired {
+					detail = fmt.Sprintf("partition %s expired at %s and may be deleted", it.index, at.UTC().Format(time.RFC3339))
+				}
+			}
+			gone[it.index] = detail
+		}
+		if detail != "" {
+			e.quarantineRefused(it, quarantine{stage: stageIndexing, reasons: []string{audit.FormatProblem(layout.ProblemExpired, detail)}, index: it.index}, now)
+		}
+	}
+}
+
 // createMissing creates the indices that items were refused for as missing: where automatic index
 // creation is restricted, the exporter creates its indices itself (the templates apply as usual).
-// An expired partition is never created again: it returns those, each with the reason its events
-// cannot be stored any more.
-func (e *auditExporter) createMissing(ctx context.Context, items []*item) (expired map[string]string) {
+// An expired partition is never created again.
+func (e *auditExporter) createMissing(ctx context.Context, items []*item) {
 	done := map[string]bool{}
 	for _, it := range items {
 		if it.errType != "index_not_found_exception" || done[it.index] {
@@ -39,11 +67,7 @@ func (e *auditExporter) createMissing(ctx context.Context, items []*item) (expir
 		}
 		done[it.index] = true
 		if p, ok := e.layout.Parse(it.index); ok {
-			if at, gone := e.layout.Expired(p, e.now()); gone {
-				if expired == nil {
-					expired = map[string]string{}
-				}
-				expired[it.index] = fmt.Sprintf("partition %s expired at %s and was deleted", it.index, at.UTC().Format(time.RFC3339))
+			if _, expired := e.layout.Expired(p, e.now()); expired {
 				continue
 			}
 		}
@@ -56,5 +80,4 @@ func (e *auditExporter) createMissing(ctx context.Context, items []*item) (expir
 			e.set.Logger.Warn("could not create a missing index", zap.String("index", it.index), zap.String("status", res.Status()))
 		}
 	}
-	return expired
 }

@@ -142,6 +142,36 @@ func TestRetentionPurgesWholePartitionsAndNothingBringsThemBack(t *testing.T) {
 	assert.Equal(t, http.StatusNotFound, esGet(t, "/"+expired, nil))
 }
 
+// An event converted while its partition was alive and sent after the partition expired (a queue
+// backlog longer than the retention's grace) is quarantined, not written: a write would make automatic
+// index creation bring the purged partition back.
+func TestAQueuedEventOutlivingItsPartitionIsQuarantined(t *testing.T) {
+	e, cfg := testExporter(t, "", func(c *Config) {
+		c.Layout.Teams = []layout.TeamConfig{{Team: "brief", Retention: "short"}}
+		c.Layout.PurgeInterval = 0
+	})
+	ctx := context.Background()
+	old := time.Now().AddDate(0, 0, -75)
+	e.now = func() time.Time { return old.Add(time.Hour) } // received while young
+	req, err := e.convert(ctx, records(t, rec{"brief", "b-queued", old}, rec{"kept", "k-queued", old}))
+	require.NoError(t, err)
+	require.Nil(t, req.(*docsRequest).items[0].q, "within retention when it arrived")
+	partition := req.(*docsRequest).items[0].index
+
+	e.now = time.Now // sent from the queue 75 days later
+	require.NoError(t, e.push(ctx, req))
+	assert.Equal(t, http.StatusNotFound, esGet(t, "/"+partition, nil), "the expired partition was not created")
+	counts := teamCounts(t, cfg)
+	assert.Equal(t, 1, counts["kept"], "the standard class keeps its event")
+	assert.Zero(t, counts["brief"])
+	q := quarantined(t, cfg)
+	require.Len(t, q, 1)
+	assert.Equal(t, []string{layout.ProblemExpired}, reasonsOf(q[0]))
+	assert.Equal(t, "indexing", q[0].Source["quarantine"].(map[string]any)["stage"])
+	assert.Equal(t, "brief", q[0].Source["quarantine"].(map[string]any)["team_id"])
+	assert.Contains(t, q[0].Source["record"].(map[string]any)["body"], `"team_id":"brief"`, "the record is rebuilt from the document")
+}
+
 func TestNewFieldsReachTheCurrentPartition(t *testing.T) {
 	cfg := testConfig(t, "")
 	lay, err := cfg.layout()
