@@ -80,6 +80,12 @@ func (cfg *Config) defaults() {
 	}
 }
 
+// retryDelay is how long the generator waits before sending a refused request again: growing by
+// 100 ms per attempt, at most 2 s.
+func retryDelay(attempt int) time.Duration {
+	return min(time.Duration(attempt+1)*100*time.Millisecond, 2*time.Second)
+}
+
 // Expect is where an acknowledged record must end: in its team's log, or in quarantine.
 type Expect struct {
 	Team       string // the team id the record named
@@ -253,7 +259,7 @@ func sendPoisoned(ctx context.Context, endpoint string, ev audit.Event, i int) (
 		select {
 		case <-ctx.Done():
 			return "", fmt.Errorf("poisoned record %d not accepted: %w", i, ctx.Err())
-		case <-time.After(min(time.Duration(attempt+1)*100*time.Millisecond, 2*time.Second)):
+		case <-time.After(retryDelay(attempt)):
 		}
 	}
 }
@@ -360,7 +366,7 @@ func (p *ackingProcessor) exportUntilAccepted(ctx context.Context, exp sdklog.Ex
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(min(time.Duration(attempt+1)*100*time.Millisecond, 2*time.Second)):
+		case <-time.After(retryDelay(attempt)):
 		}
 	}
 }

@@ -226,7 +226,7 @@ func runPrebuilt(ctx context.Context, cfg Config) (Result, error) {
 						res.Unacked += int64(len(ids))
 						mu.Unlock()
 						return
-					case <-time.After(min(time.Duration(attempt+1)*100*time.Millisecond, 2*time.Second)):
+					case <-time.After(retryDelay(attempt)):
 					}
 				}
 				mu.Lock()
