@@ -100,4 +100,10 @@ const (
 	ActionAuditQuarantineReplayed = "audit_quarantine_replayed"
 	// ActionAuditPartitionPurged: An index partition past its retention was deleted (recorded in the platform log)
 	ActionAuditPartitionPurged = "audit_partition_purged"
+	// ActionAuditLogRead: This team's audit log was read through the audit log API (one event per listing or event read; exports are data_export)
+	ActionAuditLogRead = "audit_log_read"
+	// ActionAuditAPIKeyCreated: A key for this team's audit log API was created
+	ActionAuditAPIKeyCreated = "audit_api_key_created"
+	// ActionAuditAPIKeyRevoked: A key for this team's audit log API was revoked
+	ActionAuditAPIKeyRevoked = "audit_api_key_revoked"
 )

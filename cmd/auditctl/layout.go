@@ -10,12 +10,13 @@ import (
 	"time"
 
 	"github.com/auditpipe/auditpipe/audit"
+	"github.com/auditpipe/auditpipe/internal/auditquery"
 	"github.com/auditpipe/auditpipe/internal/layout"
 )
 
 // layoutCmd shows where a team's events go, and plans a move between tiers. Both read the layout
 // from --config (the collector's configuration), else the defaults.
-func layoutCmd(ctx context.Context, fs *flag.FlagSet, connect conn, args []string, stdout io.Writer) error {
+func layoutCmd(ctx context.Context, fs *flag.FlagSet, connect *auditquery.Flags, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
 		return errors.New("layout: a subcommand is required: show or plan")
 	}
@@ -33,7 +34,7 @@ func layoutCmd(ctx context.Context, fs *flag.FlagSet, connect conn, args []strin
 	if err := audit.CheckTeamID(*team); err != nil {
 		return fmt.Errorf("layout %s: --team %w", sub, err)
 	}
-	c, err := connect.client()
+	c, err := connect.Client()
 	if err != nil {
 		return err
 	}

@@ -32,17 +32,11 @@ import (
 	"syscall"
 	"time"
 
-	"go.opentelemetry.io/collector/confmap"
-	"go.opentelemetry.io/collector/confmap/provider/envprovider"
-	"go.opentelemetry.io/collector/confmap/provider/fileprovider"
 
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/auditlog"
-	"github.com/auditpipe/auditpipe/exporter/auditelasticsearchexporter"
 	"github.com/auditpipe/auditpipe/internal/auditquery"
-	"github.com/auditpipe/auditpipe/internal/layout"
 	kibanaobjects "github.com/auditpipe/auditpipe/kibana"
-	"github.com/auditpipe/auditpipe/processor/auditprocessor"
 )
 
 const usage = `auditctl: export and query team audit logs in Elasticsearch
@@ -87,7 +81,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if cmd == "kibana" {
 		return kibana(ctx, fs, args, stdout)
 	}
-	connect := connFlags(fs)
+	connect := auditquery.RegisterFlags(fs)
 	switch cmd {
 	case "export":
 		return export(ctx, fs, connect, args, stdout, stderr)
@@ -104,49 +98,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("unknown command %q", cmd)
-}
-
-func env(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
-}
-
-// conn is the connection flags of a command, parsed.
-type conn struct {
-	config        *string // the collector's configuration, if any
-	processorName *string
-	client        func() (*auditquery.Client, error)
-}
-
-// connFlags declares the connection flags, defaulting to the environment.
-func connFlags(fs *flag.FlagSet) conn {
-	url := fs.String("es-url", env("ES_URL", "http://127.0.0.1:9200"), "Elasticsearch URLs, comma-separated (ES_URL)")
-	user := fs.String("user", env("ES_USER", ""), "basic auth user (ES_USER)")
-	password := fs.String("password", env("ES_PASSWORD", ""), "basic auth password (ES_PASSWORD)")
-	apiKey := fs.String("api-key", env("ES_API_KEY", ""), "API key, base64 id:key (ES_API_KEY)")
-	ca := fs.String("ca-file", env("ES_CA_FILE", ""), "PEM file of the CA that signed the cluster's certificate (ES_CA_FILE)")
-	insecure := fs.Bool("insecure-skip-verify", false, "do not verify the cluster's TLS certificate")
-	prefix := fs.String("index-prefix", env("AUDIT_INDEX_PREFIX", layout.DefaultPrefix), "index prefix of the audit indices (AUDIT_INDEX_PREFIX)")
-	quarantine := fs.String("quarantine-index", env("AUDIT_QUARANTINE_INDEX", layout.DefaultQuarantine), "quarantine index (AUDIT_QUARANTINE_INDEX)")
-	config := fs.String("config", env("AUDIT_COLLECTOR_CONFIG", ""), "the collector's configuration file: index names, layout and audit processor settings are read from it (AUDIT_COLLECTOR_CONFIG)")
-	exporterName := fs.String("exporter", "auditelasticsearch", "the exporter's name in --config")
-	processorName := fs.String("processor", "audit", "the processor's name in --config")
-	return conn{config: config, processorName: processorName, client: func() (*auditquery.Client, error) {
-		c := auditquery.Conn{
-			URLs: strings.Split(*url, ","), User: *user, Password: *password, APIKey: *apiKey,
-			CAFile: *ca, InsecureSkipVerify: *insecure, IndexPrefix: *prefix, QuarantineIndex: *quarantine,
-		}
-		if *config != "" {
-			ecfg := auditelasticsearchexporter.NewFactory().CreateDefaultConfig().(*auditelasticsearchexporter.Config)
-			if err := collectorSection(context.Background(), *config, "exporters::"+*exporterName, ecfg); err != nil {
-				return nil, err
-			}
-			c.IndexPrefix, c.QuarantineIndex, c.Layout = ecfg.IndexPrefix, ecfg.QuarantineIndex, &ecfg.Layout
-		}
-		return auditquery.New(c)
-	}}
 }
 
 type multi []string
@@ -171,7 +122,7 @@ func parseTime(s string, now time.Time) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time, a date (2006-01-02) or a duration (24h)", s)
 }
 
-func export(ctx context.Context, fs *flag.FlagSet, connect conn, args []string, stdout, stderr io.Writer) error {
+func export(ctx context.Context, fs *flag.FlagSet, connect *auditquery.Flags, args []string, stdout, stderr io.Writer) error {
 	team := fs.String("team", "", "the team id (required)")
 	since := fs.String("since", "", "first event time, inclusive: RFC 3339, a date, or a duration back from now")
 	until := fs.String("until", "", "end time, exclusive: RFC 3339, a date, or a duration back from now")
@@ -180,7 +131,7 @@ func export(ctx context.Context, fs *flag.FlagSet, connect conn, args []string, 
 	actor := fs.String("actor", "", "only events of this actor id")
 	format := fs.String("format", "csv", "csv or ndjson")
 	out := fs.String("out", "", "output file (default standard output)")
-	operator := fs.String("operator", env("AUDITCTL_OPERATOR", env("USER", "")), "who runs the export, recorded in the team's log (AUDITCTL_OPERATOR)")
+	operator := fs.String("operator", auditquery.Env("AUDITCTL_OPERATOR", auditquery.Env("USER", "")), "who runs the export, recorded in the team's log (AUDITCTL_OPERATOR)")
 	reason := fs.String("reason", "", "why, e.g. the on-call ticket; recorded with the export")
 	progress := fs.String("progress", "auto", "progress on standard error: auto (when it is a terminal), on, off")
 	if err := fs.Parse(args); err != nil {
@@ -201,7 +152,7 @@ func export(ctx context.Context, fs *flag.FlagSet, connect conn, args []string, 
 	if f.Until, err = parseTime(*until, now); err != nil {
 		return fmt.Errorf("--until: %w", err)
 	}
-	c, err := connect.client()
+	c, err := connect.Client()
 	if err != nil {
 		return err
 	}
@@ -306,11 +257,11 @@ func (p *progressBar) Done(n int64) {
 	fmt.Fprintf(p.w, "\r[%s%s] %d/%d events (%.0f%%)", strings.Repeat("#", filled), strings.Repeat(".", width-filled), n, p.total, pct)
 }
 
-func teams(ctx context.Context, fs *flag.FlagSet, connect conn, args []string, stdout io.Writer) error {
+func teams(ctx context.Context, fs *flag.FlagSet, connect *auditquery.Flags, args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	c, err := connect.client()
+	c, err := connect.Client()
 	if err != nil {
 		return err
 	}
@@ -325,7 +276,7 @@ func teams(ctx context.Context, fs *flag.FlagSet, connect conn, args []string, s
 	return nil
 }
 
-func show(ctx context.Context, fs *flag.FlagSet, connect conn, args []string, stdout io.Writer) error {
+func show(ctx context.Context, fs *flag.FlagSet, connect *auditquery.Flags, args []string, stdout io.Writer) error {
 	team := fs.String("team", "", "the team id (required)")
 	id := fs.String("id", "", "the event id (required)")
 	if err := fs.Parse(args); err != nil {
@@ -334,7 +285,7 @@ func show(ctx context.Context, fs *flag.FlagSet, connect conn, args []string, st
 	if *team == "" || *id == "" {
 		return errors.New("show: --team and --id are required")
 	}
-	c, err := connect.client()
+	c, err := connect.Client()
 	if err != nil {
 		return err
 	}
@@ -346,7 +297,7 @@ func show(ctx context.Context, fs *flag.FlagSet, connect conn, args []string, st
 	return err
 }
 
-func tail(ctx context.Context, fs *flag.FlagSet, connect conn, args []string, stdout io.Writer) error {
+func tail(ctx context.Context, fs *flag.FlagSet, connect *auditquery.Flags, args []string, stdout io.Writer) error {
 	team := fs.String("team", "", "the team id (required)")
 	since := fs.String("since", "1m", "start from events at or after this time: RFC 3339, a date, or a duration back from now")
 	var actions multi
@@ -363,7 +314,7 @@ func tail(ctx context.Context, fs *flag.FlagSet, connect conn, args []string, st
 	if err != nil {
 		return fmt.Errorf("--since: %w", err)
 	}
-	c, err := connect.client()
+	c, err := connect.Client()
 	if err != nil {
 		return err
 	}
@@ -376,10 +327,10 @@ func tail(ctx context.Context, fs *flag.FlagSet, connect conn, args []string, st
 }
 
 func kibana(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.Writer) error {
-	url := fs.String("kibana-url", env("KIBANA_URL", "http://127.0.0.1:5601"), "Kibana URL (KIBANA_URL)")
-	user := fs.String("kibana-user", env("KIBANA_USER", ""), "Kibana user (KIBANA_USER)")
-	password := fs.String("kibana-password", env("KIBANA_PASSWORD", ""), "Kibana password (KIBANA_PASSWORD)")
-	apiKey := fs.String("kibana-api-key", env("KIBANA_API_KEY", ""), "Kibana API key (KIBANA_API_KEY)")
+	url := fs.String("kibana-url", auditquery.Env("KIBANA_URL", "http://127.0.0.1:5601"), "Kibana URL (KIBANA_URL)")
+	user := fs.String("kibana-user", auditquery.Env("KIBANA_USER", ""), "Kibana user (KIBANA_USER)")
+	password := fs.String("kibana-password", auditquery.Env("KIBANA_PASSWORD", ""), "Kibana password (KIBANA_PASSWORD)")
+	apiKey := fs.String("kibana-api-key", auditquery.Env("KIBANA_API_KEY", ""), "Kibana API key (KIBANA_API_KEY)")
 	file := fs.String("file", "", "saved objects NDJSON to import (default: the ones built into auditctl)")
 	team := fs.String("team", "", "print the link to one team's events in Discover instead of importing")
 	days := fs.Int("days", 30, "with --team: how many days back the link shows")
@@ -409,7 +360,7 @@ func kibana(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.Writ
 	return nil
 }
 
-func quarantine(ctx context.Context, fs *flag.FlagSet, connect conn, args []string, stdout, stderr io.Writer) error {
+func quarantine(ctx context.Context, fs *flag.FlagSet, connect *auditquery.Flags, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return errors.New("quarantine: list, show or replay")
 	}
@@ -430,7 +381,7 @@ func quarantine(ctx context.Context, fs *flag.FlagSet, connect conn, args []stri
 		if err := parseQuarantineFlags(fs, args, &f, since, until); err != nil {
 			return err
 		}
-		c, err := connect.client()
+		c, err := connect.Client()
 		if err != nil {
 			return err
 		}
@@ -453,7 +404,7 @@ func quarantine(ctx context.Context, fs *flag.FlagSet, connect conn, args []stri
 		if *id == "" {
 			return errors.New("quarantine show: --id is required")
 		}
-		c, err := connect.client()
+		c, err := connect.Client()
 		if err != nil {
 			return err
 		}
@@ -464,21 +415,18 @@ func quarantine(ctx context.Context, fs *flag.FlagSet, connect conn, args []stri
 		_, err = fmt.Fprintf(stdout, "%s\n", doc)
 		return err
 	case "replay":
-		operator := fs.String("operator", env("AUDITCTL_OPERATOR", env("USER", "")), "who runs the replay, recorded in each team's log (AUDITCTL_OPERATOR)")
+		operator := fs.String("operator", auditquery.Env("AUDITCTL_OPERATOR", auditquery.Env("USER", "")), "who runs the replay, recorded in each team's log (AUDITCTL_OPERATOR)")
 		if err := parseQuarantineFlags(fs, args, &f, since, until); err != nil {
 			return err
 		}
 		if *operator == "" {
 			return errors.New("quarantine replay: --operator is required (or AUDITCTL_OPERATOR): replays are recorded in the teams' logs")
 		}
-		var pcfg *auditprocessor.Config
-		if *connect.config != "" {
-			pcfg = auditprocessor.NewFactory().CreateDefaultConfig().(*auditprocessor.Config)
-			if err := collectorSection(ctx, *connect.config, "processors::"+*connect.processorName, pcfg); err != nil {
-				return err
-			}
+		pcfg, err := connect.ProcessorConfig(ctx)
+		if err != nil {
+			return err
 		}
-		c, err := connect.client()
+		c, err := connect.Client()
 		if err != nil {
 			return err
 		}
@@ -503,39 +451,6 @@ func parseQuarantineFlags(fs *flag.FlagSet, args []string, f *auditquery.Quarant
 	}
 	if f.Until, err = parseTime(*until, now); err != nil {
 		return fmt.Errorf("--until: %w", err)
-	}
-	return nil
-}
-
-// collectorSection reads one component's settings (key, such as "processors::audit") from a
-// collector configuration file into cfg, with ${env:…} references resolved as the collector resolves
-// them, and validates them: a replay normalizes, and auditctl records, exactly as the collector does.
-func collectorSection(ctx context.Context, path, key string, cfg interface{ Validate() error }) error {
-	resolver, err := confmap.NewResolver(confmap.ResolverSettings{
-		URIs:              []string{"file:" + path},
-		ProviderFactories: []confmap.ProviderFactory{fileprovider.NewFactory(), envprovider.NewFactory()},
-		DefaultScheme:     "env",
-	})
-	if err != nil {
-		return err
-	}
-	conf, err := resolver.Resolve(ctx)
-	if err != nil {
-		return fmt.Errorf("--config %s: %w", path, err)
-	}
-	name := strings.ReplaceAll(key, "::", ": ")
-	if !conf.IsSet(key) {
-		return fmt.Errorf("--config %s: no %s: section", path, name)
-	}
-	sub, err := conf.Sub(key)
-	if err != nil {
-		return err
-	}
-	if err := sub.Unmarshal(cfg); err != nil {
-		return fmt.Errorf("--config %s: %s: %w", path, name, err)
-	}
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("--config %s: %s: %w", path, name, err)
 	}
 	return nil
 }
