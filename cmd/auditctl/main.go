@@ -10,6 +10,9 @@
 //	auditctl quarantine replay [filters] --operator you@example.com
 //	auditctl layout show --team 191796
 //	auditctl layout plan --team 191796 --tier dedicated [--period year] [--retention legal]
+//	auditctl keys create --team 191796 --scope read [--scope export] [--expires 720h] [--name TEXT]
+//	auditctl keys list --team 191796
+//	auditctl keys revoke --team 191796 --id KEY_ID
 //
 // Connection settings come from flags or the environment: ES_URL, ES_USER, ES_PASSWORD, ES_API_KEY,
 // ES_CA_FILE, AUDIT_INDEX_PREFIX, AUDIT_QUARANTINE_INDEX (the same names config.example.yaml uses).
@@ -52,6 +55,8 @@ Commands:
            the records the pipeline could not store, and replaying them once the cause is fixed
   layout show|plan
            where a team's events go (tier, partitions, retention), and how to move it between tiers
+  keys create|list|revoke
+           the keys customers use to read their own team's log through the audit log API (auditapi)
 
 Run 'auditctl <command> --help' for a command's flags.
 `
@@ -95,6 +100,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return quarantine(ctx, fs, connect, args, stdout, stderr)
 	case "layout":
 		return layoutCmd(ctx, fs, connect, args, stdout)
+	case "keys":
+		return keysCmd(ctx, fs, connect, args, stdout, stderr)
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("unknown command %q", cmd)

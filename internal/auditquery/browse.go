@@ -96,7 +96,7 @@ func (c *Client) Show(ctx context.Context, team, id string) (json.RawMessage, er
 		return nil, err
 	}
 	if len(p.Hits.Hits) == 0 {
-		return nil, fmt.Errorf("team %s has no event %q", team, id)
+		return nil, fmt.Errorf("team %s has no event %q: %w", team, id, ErrNoEvent)
 	}
 	return p.Hits.Hits[0].Source, nil
 }

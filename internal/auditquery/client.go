@@ -109,6 +109,19 @@ func teamFilter(team string) (map[string]any, error) {
 // ErrNoTeam is returned for a team that has no audit index.
 var ErrNoTeam = errors.New("no audit log for this team")
 
+// ErrNoEvent is returned by Show for an event the team does not have.
+var ErrNoEvent = errors.New("no such event")
+
+// Do runs a request on the client's connection and decodes a JSON answer into out; a missing index
+// is ErrNoTeam, any other error answer says what the cluster said. For the tools' own indices.
+func (c *Client) Do(ctx context.Context, req esapi.Request, out any) error { return c.do(ctx, req, out) }
+
+// IsStatus tells whether err is an error answer of Elasticsearch with this HTTP status.
+func IsStatus(err error, status int) bool {
+	var he *httpError
+	return errors.As(err, &he) && he.status == status
+}
+
 // do runs a request and decodes a JSON answer into out; errors say what the cluster said.
 func (c *Client) do(ctx context.Context, req esapi.Request, out any) error {
 	res, err := req.Do(ctx, c.es)
@@ -141,10 +154,7 @@ type httpError struct {
 func (e *httpError) Error() string { return e.msg }
 
 // isNotFound tells a 404 answer (a missing document) from other errors.
-func isNotFound(err error) bool {
-	var he *httpError
-	return errors.As(err, &he) && he.status == http.StatusNotFound
-}
+func isNotFound(err error) bool { return IsStatus(err, http.StatusNotFound) }
 
 func truncate(s string, n int) string {
 	if len(s) <= n {

@@ -26,9 +26,22 @@ type Filter struct {
 	Until   time.Time // exclusive; zero: to the end
 	Actions []string  // action names or patterns with * and ?; any matches
 	ActorID string
+	// TargetType and TargetID keep events with a target of that type and a target of that id. The
+	// targets are mapped as plain objects, so with both given the two may be different targets
+	// of one event.
+	TargetType, TargetID string
 }
 
 var actionPattern = regexp.MustCompile(`^[a-z0-9_*?]{1,128}$`)
+
+// CheckActionPattern accepts an action name or a pattern with the documented wildcards (* and ?),
+// so that nothing else reaches a query.
+func CheckActionPattern(a string) error {
+	if !actionPattern.MatchString(a) {
+		return fmt.Errorf("action %q: use lowercase action names, with * and ? as wildcards", a)
+	}
+	return nil
+}
 
 // query renders the filter as an Elasticsearch query. Action patterns are checked so that nothing but
 // the documented wildcards reaches the query.
@@ -44,8 +57,8 @@ func (f Filter) query() (map[string]any, error) {
 	if len(f.Actions) > 0 {
 		var should []any
 		for _, a := range f.Actions {
-			if !actionPattern.MatchString(a) {
-				return nil, fmt.Errorf("action %q: use lowercase action names, with * and ? as wildcards", a)
+			if err := CheckActionPattern(a); err != nil {
+				return nil, err
 			}
 			if strings.ContainsAny(a, "*?") {
 				should = append(should, map[string]any{"wildcard": map[string]any{"action": map[string]any{"value": a}}})
@@ -55,8 +68,10 @@ func (f Filter) query() (map[string]any, error) {
 		}
 		filters = append(filters, map[string]any{"bool": map[string]any{"should": should, "minimum_should_match": 1}})
 	}
-	if f.ActorID != "" {
-		filters = append(filters, map[string]any{"term": map[string]any{"actor.id": f.ActorID}})
+	for field, v := range map[string]string{"actor.id": f.ActorID, "targets.type": f.TargetType, "targets.id": f.TargetID} {
+		if v != "" {
+			filters = append(filters, map[string]any{"term": map[string]any{field: v}})
+		}
 	}
 	return map[string]any{"bool": map[string]any{"filter": filters}}, nil
 }
@@ -83,7 +98,8 @@ type Format string
 // Export formats.
 const (
 	CSV    Format = "csv"
-	NDJSON Format = "ndjson"
+	NDJSON Format = "ndjson" // the stored documents
+	Events Format = "events" // NDJSON of Event, the customer-facing shape
 )
 
 // CSVHeader is the fixed column order of CSV exports.
@@ -105,7 +121,7 @@ const PageSize = 1000
 // many it wrote. It pages with a point in time and search_after, so it sees one consistent view of the
 // index and holds one page in memory however large the log.
 func (c *Client) Export(ctx context.Context, f Filter, format Format, w io.Writer, progress Progress) (int64, error) {
-	if format != CSV && format != NDJSON {
+	if format != CSV && format != NDJSON && format != Events {
 		return 0, fmt.Errorf("format %q: use csv or ndjson", format)
 	}
 	q, err := f.query()
@@ -168,10 +184,19 @@ func (c *Client) Export(ctx context.Context, f Filter, format Format, w io.Write
 			pit = page.PitID
 		}
 		for _, h := range page.Hits.Hits {
-			if format == NDJSON {
+			switch format {
+			case NDJSON:
 				bw.Write(h.Source)
 				bw.WriteByte('\n')
-			} else {
+			case Events:
+				ev, err := ToEvent(h.Source)
+				if err != nil {
+					return written, err
+				}
+				b, _ := json.Marshal(ev) // raw fields are the stored JSON
+				bw.Write(b)
+				bw.WriteByte('\n')
+			default:
 				cells, err := csvRow(h.Source, catalog)
 				if err != nil {
 					return written, err
@@ -186,6 +211,9 @@ func (c *Client) Export(ctx context.Context, f Filter, format Format, w io.Write
 		}
 		if progress != nil {
 			progress.Done(written)
+		}
+		if err := bw.Flush(); err != nil { // a page at a time, so a client going away ends the export
+			return written, err
 		}
 		if testHooks.page != nil {
 			testHooks.page(pit)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -40,6 +41,44 @@ func (c *Client) Record(ctx context.Context, ev audit.Event) (string, error) {
 
 // RecordAll is Record for many events, sent in one pass through the pipeline.
 func (c *Client) RecordAll(ctx context.Context, events []audit.Event) ([]string, error) {
+	r, err := c.NewRecorder(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return r.RecordAll(ctx, events)
+}
+
+// Recorder records events through one pipeline that stays up, for a server that records an event
+// per request. It is safe for concurrent use; records go through one at a time.
+type Recorder struct {
+	mu   sync.Mutex
+	pipe *pipeline
+}
+
+// NewRecorder starts a pipeline with the processor settings pcfg (nil: the defaults). Close stops it.
+func (c *Client) NewRecorder(ctx context.Context, pcfg *auditprocessor.Config) (*Recorder, error) {
+	pipe, err := c.newPipeline(ctx, pcfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Recorder{pipe: pipe}, nil
+}
+
+// Close stops the recorder's pipeline.
+func (r *Recorder) Close() { r.pipe.shutdown() }
+
+// Record is Client.Record through this recorder.
+func (r *Recorder) Record(ctx context.Context, ev audit.Event) (string, error) {
+	ids, err := r.RecordAll(ctx, []audit.Event{ev})
+	if err != nil {
+		return "", err
+	}
+	return ids[0], nil
+}
+
+// RecordAll is Client.RecordAll through this recorder.
+func (r *Recorder) RecordAll(ctx context.Context, events []audit.Event) ([]string, error) {
 	ld := plog.NewLogs()
 	rl := ld.ResourceLogs().AppendEmpty()
 	rl.Resource().Attributes().PutStr("service.name", "auditctl")
@@ -72,12 +111,9 @@ func (c *Client) RecordAll(ctx context.Context, events []audit.Event) ([]string,
 		ids[i] = ev.ID
 	}
 
-	pipe, err := c.newPipeline(ctx, nil)
-	if err != nil {
-		return nil, err
-	}
-	defer pipe.shutdown()
-	outs, err := pipe.run(ctx, ld)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	outs, err := r.pipe.run(ctx, ld)
 	if err != nil {
 		return nil, fmt.Errorf("recording audit events: %w", err)
 	}

@@ -31,6 +31,10 @@ const (
 	DefaultQuarantine = DefaultPrefix + "quarantine"
 )
 
+// DefaultKeysIndex holds the audit log API's keys (their hashes, never a secret). It is outside the
+// family's pattern (prefix*), so no reader of team events, no event template and no purge touches it.
+const DefaultKeysIndex = "auditapi-keys"
+
 // Tiers.
 const (
 	Shared    = "shared"

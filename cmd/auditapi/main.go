@@ -1,0 +1,119 @@
+// Command auditapi serves the audit log API: customers read and export their own team's log with a
+// key an operator minted with `auditctl keys create`. See /v1/openapi.json.
+//
+//	auditapi [--listen 127.0.0.1:8090] [--es-url URL] [--config collector.yaml] [--rate-limit 10]
+//	         [--tls-cert FILE --tls-key FILE]
+//
+// It reads where the collector writes: with --config (AUDIT_COLLECTOR_CONFIG) the index names and the
+// layout come from the collector's configuration; without, the exporter's defaults.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/auditpipe/auditpipe/internal/auditquery"
+	"github.com/auditpipe/auditpipe/internal/layout"
+	"github.com/auditpipe/auditpipe/internal/tenantapi"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stderr, nil); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "auditapi:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// run serves until ctx ends. ready, if set, is told the address once it listens.
+func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr string)) error {
+	fs := flag.NewFlagSet("auditapi", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", auditquery.Env("AUDITAPI_LISTEN", "127.0.0.1:8090"), "address to listen on (AUDITAPI_LISTEN)")
+	rate := fs.Float64("rate-limit", 10, "requests a second per key; bursts of twice that")
+	cert := fs.String("tls-cert", "", "PEM certificate file: serve HTTPS (with --tls-key)")
+	key := fs.String("tls-key", "", "PEM private key file of --tls-cert")
+	keysIndex := fs.String("keys-index", auditquery.Env("AUDIT_KEYS_INDEX", layout.DefaultKeysIndex), "index of the API keys (AUDIT_KEYS_INDEX)")
+	connect := auditquery.RegisterFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if *rate <= 0 {
+		return fmt.Errorf("--rate-limit: %g, must be above 0", *rate)
+	}
+	if (*cert == "") != (*key == "") {
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	c, err := connect.Client()
+	if err != nil {
+		return err
+	}
+	keys, err := tenantapi.NewKeys(c, *keysIndex)
+	if err != nil {
+		return err
+	}
+	pcfg, err := connect.ProcessorConfig(ctx)
+	if err != nil {
+		return err
+	}
+	rec, err := c.NewRecorder(ctx, pcfg)
+	if err != nil {
+		return fmt.Errorf("starting the recorder of access events: %w", err)
+	}
+	defer rec.Close()
+
+	srv := &http.Server{
+		Handler:           tenantapi.New(tenantapi.Config{Client: c, Keys: keys, Recorder: rec, RateLimit: *rate, Logger: log}),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		// No WriteTimeout: an export streams for as long as the log takes; each write has its own.
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	scheme := "http"
+	if *cert != "" {
+		scheme = "https"
+	}
+	log.Info("audit log API listening", "url", scheme+"://"+ln.Addr().String(), "elasticsearch", c.Conn().URLs, "index_prefix", c.Layout().Prefix(), "keys_index", *keysIndex, "rate_limit", *rate)
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+	errc := make(chan error, 1)
+	go func() {
+		if *cert != "" {
+			errc <- srv.ServeTLS(ln, *cert, *key)
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
