@@ -35,7 +35,6 @@ import (
 	"syscall"
 	"time"
 
-
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/auditlog"
 	"github.com/auditpipe/auditpipe/internal/auditquery"

@@ -114,7 +114,9 @@ var ErrNoEvent = errors.New("no such event")
 
 // Do runs a request on the client's connection and decodes a JSON answer into out; a missing index
 // is ErrNoTeam, any other error answer says what the cluster said. For the tools' own indices.
-func (c *Client) Do(ctx context.Context, req esapi.Request, out any) error { return c.do(ctx, req, out) }
+func (c *Client) Do(ctx context.Context, req esapi.Request, out any) error {
+	return c.do(ctx, req, out)
+}
 
 // IsStatus tells whether err is an error answer of Elasticsearch with this HTTP status.
 func IsStatus(err error, status int) bool {
