@@ -44,7 +44,7 @@ func testClient(t testing.TB) *Client {
 	prefix := estest.Prefix(t)
 	c, err := New(Conn{URLs: []string{estest.URL(t)}, IndexPrefix: prefix + layout.DefaultPrefix, QuarantineIndex: prefix + layout.DefaultQuarantine})
 	require.NoError(t, err)
-	c.installTemplates = true
+	c.conn.InstallTemplates = true
 	t.Cleanup(http.DefaultClient.CloseIdleConnections)
 	return c
 }

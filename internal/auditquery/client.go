@@ -33,6 +33,9 @@ type Conn struct {
 	IndexPrefix        string         // default layout.DefaultPrefix
 	QuarantineIndex    string         // default layout.DefaultQuarantine
 	Layout             *layout.Config // the exporter's layout; nil for the defaults
+	// InstallTemplates lets Record install the index templates, as the collector does. The tools
+	// leave templates to the collector; tests of fresh prefixes need them.
+	InstallTemplates bool
 }
 
 // Client queries the audit indices.
@@ -40,9 +43,6 @@ type Client struct {
 	es     *elasticsearch.Client
 	conn   Conn
 	layout *layout.Layout
-	// installTemplates lets Record install the index templates, as the collector does; the CLI leaves
-	// templates to the collector, tests of fresh prefixes need them.
-	installTemplates bool
 }
 
 // New connects (lazily: the first request reaches the cluster).

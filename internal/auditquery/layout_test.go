@@ -29,7 +29,7 @@ func TestOneTeamIsReadWhole(t *testing.T) {
 	conn.Layout = &lc
 	c, err := New(conn)
 	require.NoError(t, err)
-	c.installTemplates = true
+	c.conn.InstallTemplates = true
 
 	before, after := boundary.Add(-time.Millisecond), boundary
 	var events []audit.Event

@@ -146,7 +146,7 @@ func (c *Client) newPipeline(ctx context.Context, pcfg *auditprocessor.Config) (
 	ecfg.IndexPrefix, ecfg.QuarantineIndex = c.conn.IndexPrefix, c.conn.QuarantineIndex
 	ecfg.Layout = *c.conn.Layout               // the collector's layout: an event lands where the collector would put it
 	ecfg.Layout.PurgeInterval = 0              // purging is the collector's
-	ecfg.Template.Install = c.installTemplates // the collector owns the templates
+	ecfg.Template.Install = c.conn.InstallTemplates // the collector owns the templates
 	ecfg.Template.Replicas = 0
 	ecfg.QueueConfig = configoptional.None[exporterhelper.QueueBatchConfig]()
 	// A CLI gives up after a while, with an error, rather than wait forever like the collector.
