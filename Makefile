@@ -8,6 +8,7 @@ TOOLS := $(CURDIR)/.tools
 MDATAGEN := $(TOOLS)/mdatagen
 BUILDER_VERSION := v0.165.0
 DIST := _build/otelcol-audit
+API := _build/auditapi
 # The distribution is rebuilt only when its inputs change: the manifest, the module, any Go source.
 DIST_INPUTS := builder-config.yaml go.mod go.sum $(shell find audit auditlog exporter processor internal -name '*.go' -not -name '*_test.go' -not -path 'internal/tools/*' 2>/dev/null) $(wildcard audit/*.yaml)
 
@@ -16,11 +17,16 @@ DIST_INPUTS := builder-config.yaml go.mod go.sum $(shell find audit auditlog exp
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-build: $(DIST) ## build the collector distribution _build/otelcol-audit with the OpenTelemetry Collector Builder
+build: $(DIST) $(API) ## build the collector distribution _build/otelcol-audit with the OpenTelemetry Collector Builder, and the audit log API _build/auditapi
 
 $(DIST): $(DIST_INPUTS)
 	GOFLAGS=-mod=mod $(GO) run go.opentelemetry.io/collector/cmd/builder@$(BUILDER_VERSION) --config builder-config.yaml
 	@touch $(DIST)
+
+# The API server is a plain Go build: the go command decides what is out of date.
+.PHONY: $(API)
+$(API):
+	$(GO) build -o $(API) ./cmd/auditapi
 
 cli: ## build the auditctl command line into _build/auditctl
 	$(GO) build -o _build/auditctl ./cmd/auditctl
@@ -48,11 +54,13 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
 	$(GO) test -run '^$$' -fuzz '^FuzzQueueEntry$$' -fuzztime $(FUZZTIME) ./exporter/auditelasticsearchexporter/
 	$(GO) test -run '^$$' -fuzz '^FuzzCSVRow$$' -fuzztime $(FUZZTIME) ./internal/auditquery/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/layout/
+	$(GO) test -run '^$$' -fuzz '^FuzzParams$$' -fuzztime $(FUZZTIME) ./internal/tenantapi/
+	$(GO) test -run '^$$' -fuzz '^FuzzCursor$$' -fuzztime $(FUZZTIME) ./internal/tenantapi/
 
 compile: ## compile every package of the module
 	$(GO) build ./...
 
-run: $(DIST) ## the main job: a local Elasticsearch (started if none answers) and the collector with config.example.yaml
+run: $(DIST) $(API) ## the main job: a local Elasticsearch (started if none answers), the collector with config.example.yaml and the audit log API
 	scripts/with-elasticsearch.sh scripts/run-collector.sh
 
 demo: ## send the specification's sample record to the running collector and show where it landed

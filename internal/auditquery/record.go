@@ -144,8 +144,8 @@ func (c *Client) newPipeline(ctx context.Context, pcfg *auditprocessor.Config) (
 	ecfg.User, ecfg.Password, ecfg.APIKey = c.conn.User, configopaque.String(c.conn.Password), configopaque.String(c.conn.APIKey)
 	ecfg.TLS.CAFile, ecfg.TLS.InsecureSkipVerify = c.conn.CAFile, c.conn.InsecureSkipVerify
 	ecfg.IndexPrefix, ecfg.QuarantineIndex = c.conn.IndexPrefix, c.conn.QuarantineIndex
-	ecfg.Layout = *c.conn.Layout               // the collector's layout: an event lands where the collector would put it
-	ecfg.Layout.PurgeInterval = 0              // purging is the collector's
+	ecfg.Layout = *c.conn.Layout                    // the collector's layout: an event lands where the collector would put it
+	ecfg.Layout.PurgeInterval = 0                   // purging is the collector's
 	ecfg.Template.Install = c.conn.InstallTemplates // the collector owns the templates
 	ecfg.Template.Replicas = 0
 	ecfg.QueueConfig = configoptional.None[exporterhelper.QueueBatchConfig]()

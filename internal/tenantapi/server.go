@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -65,25 +66,37 @@ func New(cfg Config) *Server {
 		cfg.Now = time.Now
 	}
 	s := &Server{cfg: cfg, limiter: newLimiter(cfg.RateLimit), mux: http.NewServeMux(), log: cfg.Logger}
-	s.mux.HandleFunc("/v1/openapi.json", s.get(nil, func(w http.ResponseWriter, r *http.Request, _ *Key) *apiError {
-		if _, e := parseParams(r.URL, nil); e != nil {
-			return e
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Write(openAPI)
-		return nil
-	}))
-	s.mux.HandleFunc("/v1/actions", s.get(scope(ScopeRead), s.actions))
-	s.mux.HandleFunc("/v1/events", s.get(scope(ScopeRead), s.events))
-	s.mux.HandleFunc("/v1/events/{id}", s.get(scope(ScopeRead), s.event))
-	s.mux.HandleFunc("/v1/export", s.get(scope(ScopeExport), s.export))
+	for _, rt := range s.routes() {
+		s.mux.HandleFunc(rt.pattern, s.get(rt))
+	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &apiError{status: 404, code: "not_found", msg: "no such endpoint; see /v1/openapi.json"})
 	})
 	return s
 }
 
-func scope(s string) *string { return &s }
+// route is one GET endpoint: its path pattern, the scope its key needs ("" for no key), the query
+// parameters it accepts and its handler. The OpenAPI document is checked against this table.
+type route struct {
+	pattern string
+	scope   string
+	params  []param
+	h       handler
+}
+
+func (s *Server) routes() []route {
+	return []route{
+		{"/v1/events", ScopeRead, eventsParams, s.events},
+		{"/v1/events/{id}", ScopeRead, nil, s.event},
+		{"/v1/export", ScopeExport, exportParams, s.export},
+		{"/v1/actions", ScopeRead, nil, s.actions},
+		{"/v1/openapi.json", "", nil, func(w http.ResponseWriter, _ *http.Request, _ url.Values, _ *Key) *apiError {
+			w.Header().Set("Content-Type", "application/json")
+			w.Write(openAPI)
+			return nil
+		}},
+	}
+}
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
@@ -141,10 +154,12 @@ func (s *Server) unavailable(what string, err error) *apiError {
 	return &apiError{status: 503, code: "unavailable", msg: what + " failed; try again later", retryAfter: 5 * time.Second}
 }
 
-type handler func(w http.ResponseWriter, r *http.Request, key *Key) *apiError
+// handler serves a request with its checked query parameters and its key (nil without a scope).
+type handler func(w http.ResponseWriter, r *http.Request, v url.Values, key *Key) *apiError
 
-// get wraps a GET endpoint: the method, then (unless need is nil) the key, its rate and its scope.
-func (s *Server) get(need *string, h handler) http.HandlerFunc {
+// get wraps a GET endpoint: the method, then (for a scope) the key, its rate and its scope, then the
+// query parameters.
+func (s *Server) get(rt route) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet {
 			w.Header().Set("Allow", http.MethodGet)
@@ -152,7 +167,7 @@ func (s *Server) get(need *string, h handler) http.HandlerFunc {
 			return
 		}
 		var key *Key
-		if need != nil {
+		if rt.scope != "" {
 			k, e := s.authenticate(r)
 			if e != nil {
 				writeError(w, e)
@@ -165,13 +180,17 @@ func (s *Server) get(need *string, h handler) http.HandlerFunc {
 				writeError(w, &apiError{status: 429, code: "rate_limited", msg: fmt.Sprintf("more than %g requests a second with this key", s.cfg.RateLimit), retryAfter: wait})
 				return
 			}
-			if !k.Has(*need) {
-				writeError(w, &apiError{status: 403, code: "forbidden", msg: fmt.Sprintf("this key lacks the %s scope", *need)})
+			if !k.Has(rt.scope) {
+				writeError(w, &apiError{status: 403, code: "forbidden", msg: fmt.Sprintf("this key lacks the %s scope", rt.scope)})
 				return
 			}
 			key = &k
 		}
-		if e := h(w, r, key); e != nil {
+		v, e := parseParams(r.URL, rt.params)
+		if e == nil {
+			e = rt.h(w, r, v, key)
+		}
+		if e != nil {
 			writeError(w, e)
 		}
 	}
@@ -240,10 +259,7 @@ func writeJSON(w http.ResponseWriter, v any) {
 }
 
 // actions: GET /v1/actions, the catalog.
-func (s *Server) actions(w http.ResponseWriter, r *http.Request, _ *Key) *apiError {
-	if _, e := parseParams(r.URL, nil); e != nil {
-		return e
-	}
+func (s *Server) actions(w http.ResponseWriter, _ *http.Request, _ url.Values, _ *Key) *apiError {
 	type action struct {
 		Name        string `json:"name"`
 		Category    string `json:"category"`
@@ -266,11 +282,7 @@ type eventsPage struct {
 // events: GET /v1/events. A listing is recorded once, as one audit_log_read event when its first
 // page is asked for; its later pages carry that event's id in their cursor and are not recorded
 // again, so paging through a log adds one event to it, not one per page.
-func (s *Server) events(w http.ResponseWriter, r *http.Request, key *Key) *apiError {
-	v, e := parseParams(r.URL, eventsParams)
-	if e != nil {
-		return e
-	}
+func (s *Server) events(w http.ResponseWriter, r *http.Request, v url.Values, key *Key) *apiError {
 	l, e := parseListing(v)
 	if e != nil {
 		return e
@@ -320,10 +332,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, key *Key) *apiEr
 }
 
 // event: GET /v1/events/{id}. Each is recorded as an audit_log_read event naming the id.
-func (s *Server) event(w http.ResponseWriter, r *http.Request, key *Key) *apiError {
-	if _, e := parseParams(r.URL, nil); e != nil {
-		return e
-	}
+func (s *Server) event(w http.ResponseWriter, r *http.Request, _ url.Values, key *Key) *apiError {
 	id := r.PathValue("id")
 	if len(id) > audit.MaxIDBytes || !utf8.ValidString(id) || hasControl(id) {
 		return badParam("id", "an event id is UTF-8 text of at most %d bytes", audit.MaxIDBytes)
@@ -351,11 +360,7 @@ func (s *Server) event(w http.ResponseWriter, r *http.Request, key *Key) *apiErr
 // export: GET /v1/export, the whole log (or the filters' part of it) in time order, streamed. It is
 // recorded like auditctl's exports, as a data_export event before the first row and one after the
 // last; the trailers X-Export-Events and X-Export-Status tell the client whether it got everything.
-func (s *Server) export(w http.ResponseWriter, r *http.Request, key *Key) *apiError {
-	v, e := parseParams(r.URL, exportParams)
-	if e != nil {
-		return e
-	}
+func (s *Server) export(w http.ResponseWriter, r *http.Request, v url.Values, key *Key) *apiError {
 	l, e := parseListing(v)
 	if e != nil {
 		return e
