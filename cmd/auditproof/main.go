@@ -6,6 +6,8 @@
 //	                                              collector CPU per event, peak memory, shards and cluster state,
 //	                                              for 10 to 100,000 teams
 //	auditproof footprint                          cluster state and time of an index or an alias per team
+//	auditproof api [-teams 1000] [-events 1000000] the audit log API: GET /v1/events requests/s and latency,
+//	                                              export events/s
 //
 // Every acknowledged record is checked by id: stored exactly once where the layout puts its team and
 // time, or quarantined with a reason. Every fault is shown to have happened (measured, counted, the pid
@@ -22,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -44,13 +47,16 @@ type env struct {
 	only, fsync     string
 	profile         string // load: write the collector's CPU and allocation profiles here
 	compare         string // load: "contrib" runs the side-by-side comparison instead
+	apiEvents       int    // api: events to store
+	clients         int    // api: concurrent clients
+	duration        time.Duration
 	contribBin      string
 	out             io.Writer
 }
 
 func main() {
-	if len(os.Args) < 2 || (os.Args[1] != "reliability" && os.Args[1] != "load" && os.Args[1] != "footprint") {
-		fmt.Fprintln(os.Stderr, "usage: auditproof reliability|load|footprint [-short] [-es-port 9250]")
+	if len(os.Args) < 2 || !slices.Contains([]string{"reliability", "load", "footprint", "api"}, os.Args[1]) {
+		fmt.Fprintln(os.Stderr, "usage: auditproof reliability|load|footprint|api [-short] [-es-port 9250]")
 		os.Exit(2)
 	}
 	fs := flag.NewFlagSet("auditproof "+os.Args[1], flag.ExitOnError)
@@ -59,7 +65,10 @@ func main() {
 	fs.StringVar(&e.bin, "bin", "_build/otelcol-audit", "the collector distribution")
 	fs.StringVar(&e.config, "config", "config.example.yaml", "the collector configuration")
 	fs.StringVar(&e.esPort, "es-port", "9250", "port of the Elasticsearch node auditproof starts and stops")
-	fs.IntVar(&e.teams, "teams", 0, "load: only this team count (with -metadata)")
+	fs.IntVar(&e.teams, "teams", 0, "load: only this team count (with -metadata); api: the teams (default 1000)")
+	fs.IntVar(&e.apiEvents, "events", 1000000, "api: events stored before measuring")
+	fs.IntVar(&e.clients, "clients", 4, "api: concurrent clients")
+	fs.DurationVar(&e.duration, "duration", 60*time.Second, "api: how long clients page through logs")
 	fs.IntVar(&e.metadata, "metadata", 200, "load: metadata bytes per event, with -teams")
 	fs.StringVar(&e.only, "only", "", "reliability: only these scenarios, comma-separated")
 	fs.StringVar(&e.fsync, "fsync", "true", "load with -teams: the queue's fsync, true or both (to measure its cost)")
@@ -88,6 +97,11 @@ func main() {
 		}
 	case "footprint":
 		ok = footprint(e)
+	case "api":
+		if e.teams == 0 {
+			e.teams = 1000
+		}
+		ok = apiBench(e)
 	}
 	if !ok {
 		e.es("stop")
