@@ -107,14 +107,22 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(rw, r)
 	// The query string is logged (filters and cursors are no secret); the Authorization header never.
 	s.log.Info("request", "method", r.Method, "path", r.URL.Path, "query", truncate(r.URL.RawQuery, 512), "status", rw.status,
-		"key", rw.keyID, "duration", time.Since(start).Round(time.Microsecond).String())
+		"key", rw.keyID, "access_event", rw.accessID, "duration", time.Since(start).Round(time.Microsecond).String())
 }
 
-// statusWriter notes the status and the key for the request log.
+// statusWriter notes, for the request log, the status, the key and the team-log event that records
+// the access (for a cursor page, the event that recorded its listing).
 type statusWriter struct {
 	http.ResponseWriter
-	status int
-	keyID  string
+	status          int
+	keyID, accessID string
+}
+
+// noteAccess puts the access event's id in the request's log line.
+func noteAccess(w http.ResponseWriter, id string) {
+	if sw, ok := w.(*statusWriter); ok {
+		sw.accessID = id
+	}
 }
 
 func (w *statusWriter) WriteHeader(code int)        { w.status = code; w.ResponseWriter.WriteHeader(code) }
@@ -308,6 +316,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, v url.Values, ke
 		}
 		cur = cursor{Query: l, ReadID: id}
 	}
+	noteAccess(w, cur.ReadID)
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
 	defer cancel()
 	docs, next, err := s.cfg.Client.Page(ctx, cur.Query.filter(key.TeamID), cur.Query.order(), limit, cur.Pos)
@@ -337,9 +346,11 @@ func (s *Server) event(w http.ResponseWriter, r *http.Request, _ url.Values, key
 	if len(id) > audit.MaxIDBytes || !utf8.ValidString(id) || hasControl(id) {
 		return badParam("id", "an event id is UTF-8 text of at most %d bytes", audit.MaxIDBytes)
 	}
-	if _, e := s.recordAccess(r, key, audit.ActionAuditLogRead, map[string]any{"event_id": id}); e != nil {
+	readID, e := s.recordAccess(r, key, audit.ActionAuditLogRead, map[string]any{"event_id": id})
+	if e != nil {
 		return e
 	}
+	noteAccess(w, readID)
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
 	defer cancel()
 	doc, err := s.cfg.Client.Show(ctx, key.TeamID, id)
@@ -380,6 +391,7 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request, v url.Values, ke
 	if e != nil {
 		return e
 	}
+	noteAccess(w, startID)
 	h := w.Header()
 	h.Set("Content-Type", contentType)
 	h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="team-%s-auditlog.%s"`, key.TeamID, name))
