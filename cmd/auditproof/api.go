@@ -153,8 +153,10 @@ func apiBench(e env) bool {
 						break
 					}
 					var p struct {
-						Data       []struct{ TeamID string `json:"team_id"` } `json:"data"`
-						NextCursor *string                                   `json:"next_cursor"`
+						Data []struct {
+							TeamID string `json:"team_id"`
+						} `json:"data"`
+						NextCursor *string `json:"next_cursor"`
 					}
 					if err := json.Unmarshal(b, &p); err != nil {
 						bad = append(bad, err.Error())
