@@ -3,8 +3,21 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -116,4 +129,88 @@ func TestFlagsAreChecked(t *testing.T) {
 		require.Error(t, err, c.args)
 		assert.Contains(t, err.Error()+out.String(), c.msg, strings.Join(c.args, " "))
 	}
+}
+
+// TestTLSAndTheCollectorsConfig: with --config the index names and the processor's catalog come
+// from the collector's configuration; with --tls-cert and --tls-key it serves HTTPS.
+func TestTLSAndTheCollectorsConfig(t *testing.T) {
+	url, prefix := estest.URL(t), estest.Prefix(t)
+	dir := t.TempDir()
+	catalog := filepath.Join(dir, "catalog.yaml")
+	require.NoError(t, os.WriteFile(catalog, []byte("version: 1\nactions:\n  - {name: invoice_paid, category: billing, description: An invoice was paid}\n"), 0o600))
+	config := filepath.Join(dir, "config.yaml")
+	require.NoError(t, os.WriteFile(config, []byte(fmt.Sprintf(`
+processors:
+  audit:
+    catalog: {file: %s, mode: extend}
+exporters:
+  auditelasticsearch:
+    endpoints: [%s]
+    index_prefix: %saudit-
+    quarantine_index: %saudit-quarantine
+`, catalog, url, prefix, prefix)), 0o600))
+	certFile, keyFile, pool := selfSigned(t, dir)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var logs syncBuffer
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--listen", "127.0.0.1:0", "--es-url", url, "--config", config, "--keys-index", prefix + "keys",
+			"--tls-cert", certFile, "--tls-key", keyFile}, &logs, func(a string) { addr <- a })
+	}()
+	var base string
+	select {
+	case a := <-addr:
+		base = "https://" + a
+	case err := <-done:
+		t.Fatalf("auditapi stopped: %v\n%s", err, logs.String())
+	}
+	assert.Contains(t, logs.String(), `"index_prefix":"`+prefix+`audit-"`)
+
+	c, err := auditquery.New(auditquery.Conn{URLs: []string{url}, IndexPrefix: prefix + "audit-", QuarantineIndex: prefix + "audit-quarantine", InstallTemplates: true})
+	require.NoError(t, err)
+	keys, err := tenantapi.NewKeys(c, prefix+"keys")
+	require.NoError(t, err)
+	rec, err := c.NewRecorder(context.Background(), nil)
+	require.NoError(t, err)
+	token, _, err := keys.Create(context.Background(), rec, tenantapi.NewSpec{Team: "511", Scopes: []string{"read"}, Operator: "op"})
+	rec.Close()
+	require.NoError(t, err)
+
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	req, _ := http.NewRequest(http.MethodGet, base+"/v1/actions", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := client.Do(req)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode, "%s", body)
+	assert.Contains(t, string(body), `"invoice_paid"`, "the operator's catalog")
+	assert.Contains(t, string(body), `"job_created"`, "extending the embedded one")
+	_, err = http.Get(base + "/v1/openapi.json")
+	assert.Error(t, err, "an untrusted certificate")
+}
+
+// selfSigned writes a certificate for 127.0.0.1 and its key, and returns a pool that trusts it.
+func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "auditapi test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	kb, err := x509.MarshalPKCS8PrivateKey(key)
+	require.NoError(t, err)
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	require.NoError(t, os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
+	require.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600))
+	cert, err := x509.ParseCertificate(der)
+	require.NoError(t, err)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
 }

@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"runtime/metrics"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -391,4 +392,43 @@ type countingWriter int64
 func (w *countingWriter) Write(p []byte) (int, error) {
 	*w += countingWriter(len(p))
 	return len(p), nil
+}
+
+// TestRecorderSharesPassesAmongConcurrentCalls: events recorded at once by many goroutines are each
+// stored once with the id Record returned; an invalid one fails alone.
+func TestRecorderSharesPassesAmongConcurrentCalls(t *testing.T) {
+	c := testClient(t)
+	rec, err := c.NewRecorder(context.Background(), nil)
+	require.NoError(t, err)
+	defer rec.Close()
+	const n = 40
+	ids := make([]string, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ids[i], errs[i] = rec.Record(context.Background(), audit.Event{Action: audit.ActionJobCreated, TeamID: "71", Actor: auditlog.System(), Metadata: map[string]any{"i": i}})
+		}()
+	}
+	_, badErr := rec.Record(context.Background(), audit.Event{Action: "Not An Action", TeamID: "71", Actor: auditlog.System()})
+	wg.Wait()
+	assert.Error(t, badErr)
+	for i := range errs {
+		require.NoError(t, errs[i])
+	}
+	refresh(t, c)
+	docs, _, err := c.Page(context.Background(), Filter{Team: "71"}, Asc, 1000, nil)
+	require.NoError(t, err)
+	stored := map[string]int{}
+	for _, d := range docs {
+		ev, err := ToEvent(d)
+		require.NoError(t, err)
+		stored[ev.ID]++
+	}
+	assert.Len(t, stored, n)
+	for _, id := range ids {
+		assert.Equal(t, 1, stored[id], id)
+	}
 }

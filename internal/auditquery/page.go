@@ -24,8 +24,9 @@ type Position struct {
 	After []json.RawMessage `json:"after"`
 }
 
-// Page returns up to limit stored events of the filter's team in order, after pos (nil: the first
-// page), and the position of the next page (nil when this page is the last).
+// Page returns up to limit events of the filter's team in order, after pos (nil: the first page), as
+// stored documents with the fields ToEvent reads, and the position of the next page (nil when this
+// page is the last).
 //
 // The first page opens a point in time, and every later page reads it: the listing sees the log as it
 // was when it began, and pages by search_after on a total order (time, event id, shard document), so
@@ -60,7 +61,8 @@ func (c *Client) Page(ctx context.Context, f Filter, order Order, limit int, pos
 	var p page
 	for {
 		// One more than asked tells whether another page follows without a second search.
-		req := map[string]any{"size": limit + 1, "query": q, "pit": map[string]any{"id": pit, "keep_alive": pitKeepAlive}, "sort": sort, "track_total_hits": false}
+		req := map[string]any{"size": limit + 1, "query": q, "pit": map[string]any{"id": pit, "keep_alive": pitKeepAlive}, "sort": sort,
+			"track_total_hits": false, "_source": map[string]any{"includes": eventSource}}
 		if after != nil {
 			req["search_after"] = after
 		}
@@ -116,6 +118,9 @@ type Event struct {
 	UserAgent   *string         `json:"user_agent"`
 	Metadata    json.RawMessage `json:"metadata"`
 }
+
+// eventSource is what ToEvent reads of a stored document: a listing fetches no more.
+var eventSource = []string{"@timestamp", "event.id", "action", "team_id", "actor", "targets", "access_route", "remote_addr", "user_agent", "metadata"}
 
 // TimestampLayout is RFC 3339 with nanoseconds, always nine digits, so that timestamps sort as text.
 const TimestampLayout = "2006-01-02T15:04:05.000000000Z07:00"

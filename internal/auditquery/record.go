@@ -50,10 +50,20 @@ func (c *Client) RecordAll(ctx context.Context, events []audit.Event) ([]string,
 }
 
 // Recorder records events through one pipeline that stays up, for a server that records an event
-// per request. It is safe for concurrent use; records go through one at a time.
+// per request. It is safe for concurrent use.
 type Recorder struct {
-	mu   sync.Mutex
+	mu   sync.Mutex // held by the pass through the pipeline
 	pipe *pipeline
+
+	qmu   sync.Mutex
+	queue []*waiter // Record calls waiting for a pass
+}
+
+// waiter is one Record call's event and, once written, its outcome.
+type waiter struct {
+	p    prepared
+	err  error
+	done chan struct{}
 }
 
 // NewRecorder starts a pipeline with the processor settings pcfg (nil: the defaults). Close stops it.
@@ -68,61 +78,108 @@ func (c *Client) NewRecorder(ctx context.Context, pcfg *auditprocessor.Config) (
 // Close stops the recorder's pipeline.
 func (r *Recorder) Close() { r.pipe.shutdown() }
 
-// Record is Client.Record through this recorder.
+// Record is Client.Record through this recorder. Concurrent calls share passes through the pipeline
+// (a group commit): whoever gets to write takes every event queued by then, so many requests at once
+// cost a few bulk requests, not one each in a row.
 func (r *Recorder) Record(ctx context.Context, ev audit.Event) (string, error) {
-	ids, err := r.RecordAll(ctx, []audit.Event{ev})
+	p, err := prepare(ev)
 	if err != nil {
 		return "", err
 	}
-	return ids[0], nil
+	w := &waiter{p: p, done: make(chan struct{})}
+	r.qmu.Lock()
+	r.queue = append(r.queue, w)
+	r.qmu.Unlock()
+
+	r.mu.Lock()
+	r.qmu.Lock()
+	batch := r.queue
+	r.queue = nil
+	r.qmu.Unlock()
+	if len(batch) > 0 { // else an earlier pass took this call's event
+		ps := make([]prepared, len(batch))
+		for i, b := range batch {
+			ps[i] = b.p
+		}
+		err := r.write(ctx, ps)
+		for _, b := range batch {
+			b.err = err
+			close(b.done)
+		}
+	}
+	r.mu.Unlock()
+	<-w.done
+	return p.id, w.err
 }
 
 // RecordAll is Client.RecordAll through this recorder.
 func (r *Recorder) RecordAll(ctx context.Context, events []audit.Event) ([]string, error) {
+	ps := make([]prepared, len(events))
+	ids := make([]string, len(events))
+	for i, ev := range events {
+		var err error
+		if ps[i], err = prepare(ev); err != nil {
+			return nil, err
+		}
+		ids[i] = ps[i].id
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.write(ctx, ps); err != nil {
+		return nil, err
+	}
+	return ids, nil
+}
+
+// prepared is an event checked, given an id and a time, and encoded as a record body.
+type prepared struct {
+	id   string
+	at   time.Time
+	body []byte
+}
+
+// prepare refuses an invalid event here rather than let the pipeline quarantine the tools' own record.
+func prepare(ev audit.Event) (prepared, error) {
+	if err := auditlog.Validate(ev); err != nil {
+		return prepared{}, err
+	}
+	if ev.ID == "" {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return prepared{}, err
+		}
+		ev.ID = id.String()
+	}
+	if ev.Time.IsZero() {
+		ev.Time = time.Now()
+	}
+	body, err := json.Marshal(ev)
+	return prepared{id: ev.ID, at: ev.Time, body: body}, err
+}
+
+// write sends prepared events through the pipeline in one pass; r.mu is held.
+func (r *Recorder) write(ctx context.Context, ps []prepared) error {
 	ld := plog.NewLogs()
 	rl := ld.ResourceLogs().AppendEmpty()
 	rl.Resource().Attributes().PutStr("service.name", "auditctl")
 	lrs := rl.ScopeLogs().AppendEmpty().LogRecords()
-	ids := make([]string, len(events))
-	for i, ev := range events {
-		// Refuse an invalid event here rather than let the pipeline quarantine the CLI's own record.
-		if err := auditlog.Validate(ev); err != nil {
-			return nil, err
-		}
-		if ev.ID == "" {
-			id, err := uuid.NewV7()
-			if err != nil {
-				return nil, err
-			}
-			ev.ID = id.String()
-		}
-		if ev.Time.IsZero() {
-			ev.Time = time.Now()
-		}
-		body, err := json.Marshal(ev)
-		if err != nil {
-			return nil, err
-		}
+	for _, p := range ps {
 		lr := lrs.AppendEmpty()
 		lr.SetEventName(audit.EventName)
-		lr.SetTimestamp(pcommon.NewTimestampFromTime(ev.Time))
-		lr.Body().SetStr(string(body))
-		lr.Attributes().PutStr(audit.AttrID, ev.ID)
-		ids[i] = ev.ID
+		lr.SetTimestamp(pcommon.NewTimestampFromTime(p.at))
+		lr.Body().SetStr(string(p.body))
+		lr.Attributes().PutStr(audit.AttrID, p.id)
 	}
-
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	outs, err := r.pipe.run(ctx, ld)
 	if err != nil {
-		return nil, fmt.Errorf("recording audit events: %w", err)
+		return fmt.Errorf("recording audit events: %w", err)
 	}
 	for i, o := range outs {
 		if !o.valid {
-			return nil, fmt.Errorf("recording audit event %s: the processor refused it: %v", ids[i], o.problems)
+			return fmt.Errorf("recording audit event %s: the processor refused it: %v", ps[i].id, o.problems)
 		}
 	}
-	return ids, nil
+	return nil
 }
 
 // pipeline is the collector's audit processor and Elasticsearch exporter, in process, with a tap

@@ -109,8 +109,8 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// loadCatalog returns the catalog the processor validates against.
-func (c *Config) loadCatalog() (*audit.Catalog, error) {
+// LoadCatalog returns the catalog the processor validates against (the audit log API serves it too).
+func (c *Config) LoadCatalog() (*audit.Catalog, error) {
 	if c.Catalog.File == "" {
 		return audit.DefaultCatalog(), nil
 	}

@@ -71,13 +71,13 @@ func TestConfigCatalogFile(t *testing.T) {
 
 	cfg.Catalog.File = good
 	require.NoError(t, cfg.Validate())
-	c, err := cfg.loadCatalog()
+	c, err := cfg.LoadCatalog()
 	require.NoError(t, err)
 	require.True(t, c.Known("report_viewed"))
 	require.True(t, c.Known("job_created"), "extend keeps the embedded actions")
 
 	cfg.Catalog.Mode = CatalogReplace
-	c, err = cfg.loadCatalog()
+	c, err = cfg.LoadCatalog()
 	require.NoError(t, err)
 	require.True(t, c.Known("report_viewed"))
 	require.False(t, c.Known("job_created"), "replace drops the embedded actions")

@@ -31,7 +31,7 @@ type auditProcessor struct {
 }
 
 func newAuditProcessor(set processor.Settings, cfg *Config) (*auditProcessor, error) {
-	catalog, err := cfg.loadCatalog()
+	catalog, err := cfg.LoadCatalog()
 	if err != nil {
 		return nil, err
 	}
