@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -48,6 +49,55 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 }
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
+// server is a running auditapi: its address, its log, and stop, which ends it as SIGTERM does.
+type server struct {
+	addr string
+	logs *syncBuffer
+	stop func() error
+}
+
+// serve runs the command with args (and --listen 127.0.0.1:0) until stop or the test's end.
+func serve(t *testing.T, args ...string) server {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &syncBuffer{}
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, append([]string{"--listen", "127.0.0.1:0"}, args...), logs, func(a string) { addr <- a })
+	}()
+	stop := func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(15 * time.Second):
+			return errors.New("auditapi did not stop")
+		}
+	}
+	t.Cleanup(func() { stop() })
+	select {
+	case a := <-addr:
+		return server{addr: a, logs: logs, stop: stop}
+	case err := <-done:
+		t.Fatalf("auditapi stopped: %v\n%s", err, logs.String())
+	}
+	return server{}
+}
+
+// mint creates a key of a team as `auditctl keys create` does.
+func mint(t *testing.T, c *auditquery.Client, keysIndex, team string) string {
+	t.Helper()
+	keys, err := tenantapi.NewKeys(c, keysIndex)
+	require.NoError(t, err)
+	rec, err := c.NewRecorder(context.Background(), nil)
+	require.NoError(t, err)
+	defer rec.Close()
+	token, _, err := keys.Create(context.Background(), rec, tenantapi.NewSpec{Team: team, Scopes: []string{"read"}, Operator: "op"})
+	require.NoError(t, err)
+	return token
+}
+
 // TestServesAKeysTeamAndLogsNoSecret runs the command as an operator would, with a key minted as
 // `auditctl keys create` mints it, and stops it with its context (SIGTERM).
 func TestServesAKeysTeamAndLogsNoSecret(t *testing.T) {
@@ -60,31 +110,12 @@ func TestServesAKeysTeamAndLogsNoSecret(t *testing.T) {
 		{Action: audit.ActionJobCreated, TeamID: "502", Actor: auditlog.System()},
 	})
 	require.NoError(t, err)
-	keys, err := tenantapi.NewKeys(c, prefix+"keys")
-	require.NoError(t, err)
-	rec, err := c.NewRecorder(context.Background(), nil)
-	require.NoError(t, err)
-	token, _, err := keys.Create(context.Background(), rec, tenantapi.NewSpec{Team: "501", Scopes: []string{"read"}, Operator: "op"})
-	rec.Close()
-	require.NoError(t, err)
+	token := mint(t, c, prefix+"keys", "501")
 	require.NoError(t, esinspect.Refresh(url, conn.IndexPrefix))
 
-	ctx, cancel := context.WithCancel(context.Background())
-	var logs syncBuffer
-	addr := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"--listen", "127.0.0.1:0", "--es-url", url, "--index-prefix", conn.IndexPrefix,
-			"--quarantine-index", conn.QuarantineIndex, "--keys-index", prefix + "keys", "--rate-limit", "50"}, &logs, func(a string) { addr <- a })
-	}()
-	var base string
-	select {
-	case a := <-addr:
-		base = "http://" + a
-	case err := <-done:
-		t.Fatalf("auditapi stopped: %v\n%s", err, logs.String())
-	}
-	req, _ := http.NewRequest(http.MethodGet, base+"/v1/events?action=job_*", nil)
+	srv := serve(t, "--es-url", url, "--index-prefix", conn.IndexPrefix, "--quarantine-index", conn.QuarantineIndex,
+		"--keys-index", prefix+"keys", "--rate-limit", "50")
+	req, _ := http.NewRequest(http.MethodGet, "http://"+srv.addr+"/v1/events?action=job_*", nil)
 	req.Header.Set("Authorization", "Bearer "+token)
 	res, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
@@ -101,15 +132,10 @@ func TestServesAKeysTeamAndLogsNoSecret(t *testing.T) {
 	assert.Equal(t, "501", page.Data[0].TeamID)
 	assert.Nil(t, page.NextCursor)
 
-	cancel()
-	select {
-	case err := <-done:
-		require.NoError(t, err)
-	case <-time.After(15 * time.Second):
-		t.Fatal("auditapi did not stop")
-	}
-	assert.Regexp(t, `"status":200,"key":"[0-9a-f]{24}","access_event":"[0-9a-f-]{36}"`, logs.String(), "the request log names the key and the event that recorded the access")
-	assert.NotContains(t, logs.String(), token[29:], "no secret in the server's log")
+	require.NoError(t, srv.stop())
+	logs := srv.logs.String()
+	assert.Regexp(t, `"status":200,"key":"[0-9a-f]{24}","access_event":"[0-9a-f-]{36}"`, logs, "the request log names the key and the event that recorded the access")
+	assert.NotContains(t, logs, token[29:], "no secret in the server's log")
 }
 
 func TestFlagsAreChecked(t *testing.T) {
@@ -151,33 +177,13 @@ exporters:
 `, catalog, url, prefix, prefix)), 0o600))
 	certFile, keyFile, pool := selfSigned(t, dir)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var logs syncBuffer
-	addr := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"--listen", "127.0.0.1:0", "--es-url", url, "--config", config, "--keys-index", prefix + "keys",
-			"--tls-cert", certFile, "--tls-key", keyFile}, &logs, func(a string) { addr <- a })
-	}()
-	var base string
-	select {
-	case a := <-addr:
-		base = "https://" + a
-	case err := <-done:
-		t.Fatalf("auditapi stopped: %v\n%s", err, logs.String())
-	}
-	assert.Contains(t, logs.String(), `"index_prefix":"`+prefix+`audit-"`)
+	srv := serve(t, "--es-url", url, "--config", config, "--keys-index", prefix+"keys", "--tls-cert", certFile, "--tls-key", keyFile)
+	base := "https://" + srv.addr
+	assert.Contains(t, srv.logs.String(), `"index_prefix":"`+prefix+`audit-"`)
 
 	c, err := auditquery.New(auditquery.Conn{URLs: []string{url}, IndexPrefix: prefix + "audit-", QuarantineIndex: prefix + "audit-quarantine", InstallTemplates: true})
 	require.NoError(t, err)
-	keys, err := tenantapi.NewKeys(c, prefix+"keys")
-	require.NoError(t, err)
-	rec, err := c.NewRecorder(context.Background(), nil)
-	require.NoError(t, err)
-	token, _, err := keys.Create(context.Background(), rec, tenantapi.NewSpec{Team: "511", Scopes: []string{"read"}, Operator: "op"})
-	rec.Close()
-	require.NoError(t, err)
+	token := mint(t, c, prefix+"keys", "511")
 
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	req, _ := http.NewRequest(http.MethodGet, base+"/v1/actions", nil)

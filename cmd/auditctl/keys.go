@@ -38,13 +38,18 @@ func keysCmd(ctx context.Context, fs *flag.FlagSet, connect *auditquery.Flags, a
 		k, err := tenantapi.NewKeys(c, *keysIndex)
 		return c, k, err
 	}
-	// recorder starts the in-process pipeline that records key events as the collector would.
-	recorder := func(c *auditquery.Client) (*auditquery.Recorder, error) {
+	// openRecording also starts the in-process pipeline that records key events as the collector would.
+	openRecording := func() (*tenantapi.Keys, *auditquery.Recorder, error) {
+		c, k, err := open()
+		if err != nil {
+			return nil, nil, err
+		}
 		pcfg, err := connect.ProcessorConfig(ctx)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return c.NewRecorder(ctx, pcfg)
+		rec, err := c.NewRecorder(ctx, pcfg)
+		return k, rec, err
 	}
 	switch sub {
 	case "create":
@@ -56,11 +61,7 @@ func keysCmd(ctx context.Context, fs *flag.FlagSet, connect *auditquery.Flags, a
 		if err := fs.Parse(args); err != nil {
 			return err
 		}
-		c, k, err := open()
-		if err != nil {
-			return err
-		}
-		rec, err := recorder(c)
+		k, rec, err := openRecording()
 		if err != nil {
 			return err
 		}
@@ -100,11 +101,7 @@ func keysCmd(ctx context.Context, fs *flag.FlagSet, connect *auditquery.Flags, a
 		if *id == "" {
 			return errors.New("keys revoke: --id is required")
 		}
-		c, k, err := open()
-		if err != nil {
-			return err
-		}
-		rec, err := recorder(c)
+		k, rec, err := openRecording()
 		if err != nil {
 			return err
 		}

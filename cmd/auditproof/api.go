@@ -132,6 +132,7 @@ func apiBench(e env) bool {
 	var listings int
 	var problems []string
 	deadline := time.Now().Add(e.duration)
+	es0, self0 := e.esUsage(), selfCPU()
 	began := time.Now()
 	for w := 0; w < e.clients; w++ {
 		wg.Add(1)
@@ -190,6 +191,7 @@ func apiBench(e env) bool {
 	}
 	wg.Wait()
 	elapsed := time.Since(began)
+	esCPU, ownCPU := e.esUsage()-es0, selfCPU()-self0
 	all := append(slices.Clone(first), next...)
 	fmt.Fprintf(e.out, "\nGET /v1/events?limit=100, %d clients for %s, %d events over %d teams (%d listings of ~%d events, each followed to its last page)\n",
 		e.clients, e.duration, total, teams, listings, perTeam)
@@ -200,6 +202,8 @@ func apiBench(e env) bool {
 	}{{"all pages", all}, {"first pages", first}, {"cursor pages", next}} {
 		fmt.Fprintf(e.out, "%-22s %10d %10.1f %10.1f %10.1f\n", r.name, len(r.ds), float64(len(r.ds))/elapsed.Seconds(), ms(pct(r.ds, 50)), ms(pct(r.ds, 99)))
 	}
+	fmt.Fprintf(e.out, "CPU per request: Elasticsearch %.1f ms, auditproof (the API server and its clients) %.1f ms\n",
+		ms(esCPU)/float64(max(len(all), 1)), ms(ownCPU)/float64(max(len(all), 1)))
 
 	// Exports: whole team logs, one at a time, in each format.
 	fmt.Fprintf(e.out, "\nGET /v1/export, whole team logs one after another\n%-8s %8s %10s %12s\n", "format", "teams", "events", "events/s")
