@@ -205,6 +205,40 @@ func apiBench(e env) bool {
 	fmt.Fprintf(e.out, "CPU per request: Elasticsearch %.1f ms, auditproof (the API server and its clients) %.1f ms\n",
 		ms(esCPU)/float64(max(len(all), 1)), ms(ownCPU)/float64(max(len(all), 1)))
 
+	// Where the node's time goes in one page: the query (match and sort the team's events) or the
+	// fetch (read the page's documents).
+	var prof struct {
+		Profile struct {
+			Shards []struct {
+				Searches []struct {
+					Query []struct {
+						Time int64 `json:"time_in_nanos"`
+					} `json:"query"`
+				} `json:"searches"`
+				Fetch struct {
+					Time int64 `json:"time_in_nanos"`
+				} `json:"fetch"`
+			} `json:"shards"`
+		} `json:"profile"`
+	}
+	var queryNs, fetchNs int64
+	for i := 0; i < 20; i++ {
+		body := fmt.Sprintf(`{"size":101,"profile":true,"query":{"bool":{"filter":[{"term":{"team_id":"%d"}}]}},"sort":[{"@timestamp":"desc"},{"event.id":"desc"}]}`, 100000+i)
+		if err := esDo(http.MethodPost, e.esURL+"/"+prefix+layout.DefaultPrefix+"*/_search", body, &prof); err != nil {
+			return failed(e, err)
+		}
+		for _, sh := range prof.Profile.Shards {
+			for _, s := range sh.Searches {
+				for _, q := range s.Query {
+					queryNs += q.Time
+				}
+			}
+			fetchNs += sh.Fetch.Time
+		}
+	}
+	fmt.Fprintf(e.out, "one page of 100 on the node, profiled (mean of 20 teams): query %.1f ms, fetch %.1f ms, over %d shards\n",
+		float64(queryNs)/20/1e6, float64(fetchNs)/20/1e6, len(prof.Profile.Shards))
+
 	// Exports: whole team logs, one at a time, in each format.
 	fmt.Fprintf(e.out, "\nGET /v1/export, whole team logs one after another\n%-8s %8s %10s %12s\n", "format", "teams", "events", "events/s")
 	for _, format := range []string{"csv", "ndjson"} {
