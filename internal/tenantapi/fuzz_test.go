@@ -86,3 +86,13 @@ func TestLimiter(t *testing.T) {
 	l.allow("k", now.Add(time.Hour))
 	assert.Len(t, l.buckets, 1)
 }
+
+func TestRedactTokens(t *testing.T) {
+	tok := "apk_0123456789abcdef01234567_Y8arcwfO8CqIhMuqiUfJJOOq2eufhyysHkMzKhZxCRc"
+	for _, s := range []string{"token=" + tok, "a=1&access_token=" + url.QueryEscape(tok) + "&b=2", "x=" + strings.ReplaceAll(tok, "_", "%5F")} {
+		got := redactTokens(s)
+		assert.NotContains(t, got, "Y8arcwfO8", s)
+		assert.Contains(t, got, "0123456789abcdef01234567", "the key id stays, to find whose it was")
+	}
+	assert.Equal(t, "action=job_*&limit=10", redactTokens("action=job_*&limit=10"))
+}

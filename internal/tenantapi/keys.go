@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -169,6 +170,12 @@ func (k *Keys) Create(ctx context.Context, rec *auditquery.Recorder, s NewSpec) 
 	}
 	return tokenPrefix + id + "_" + secret, key, nil
 }
+
+// tokenSecret finds the secret part of anything shaped like a token (a "_" may be escaped as %5F).
+var tokenSecret = regexp.MustCompile(`(apk(?:_|%5[Ff])[0-9a-fA-F]{24}(?:_|%5[Ff]))[A-Za-z0-9_%-]+`)
+
+// redactTokens hides the secrets of tokens in s, for logs.
+func redactTokens(s string) string { return tokenSecret.ReplaceAllString(s, "${1}REDACTED") }
 
 func hashSecret(secret string) string {
 	sum := sha256.Sum256([]byte(secret))
