@@ -102,6 +102,10 @@ func apiBench(e env) bool {
 		return failed(e, fmt.Errorf("minted %d of %d keys", len(tokens), min(teams, 200)))
 	}
 	esinspect.Refresh(e.esURL, prefix+layout.DefaultPrefix)
+	// The node merges what was just stored for a while: measure on a quiet node.
+	if err := esinspect.WaitMerged(e.esURL, 10*time.Minute); err != nil {
+		return failed(e, err)
+	}
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
