@@ -243,6 +243,44 @@ func apiBench(e env) bool {
 	fmt.Fprintf(e.out, "one page of 100 on the node, profiled (mean of 20 teams): query %.1f ms, fetch %.1f ms, over %d shards\n",
 		float64(queryNs)/20/1e6, float64(fetchNs)/20/1e6, len(prof.Profile.Shards))
 
+	// The node's CPU per step of a request, each step alone, one at a time.
+	k := tokens[0]
+	key, err := keys.Authenticate(ctx, k.token, time.Now())
+	if err != nil {
+		return failed(e, err)
+	}
+	_, pos, err := c.Page(ctx, auditquery.Filter{Team: k.team}, auditquery.Desc, 100, nil)
+	if err != nil || pos == nil {
+		return failed(e, fmt.Errorf("a first page of team %s: %v", k.team, err))
+	}
+	fmt.Fprintf(e.out, "the node's CPU per step, alone, %d times each\n", 200)
+	for _, step := range []struct {
+		name string
+		f    func() error
+	}{
+		{"check the key (get by id)", func() error { _, err := keys.Authenticate(ctx, k.token, time.Now()); return err }},
+		{"a cursor page (search of 101 on the point in time)", func() error {
+			_, _, err := c.Page(ctx, auditquery.Filter{Team: k.team}, auditquery.Desc, 100, pos)
+			return err
+		}},
+		{"the smallest search (1 hit, no point in time)", func() error {
+			return esDo(http.MethodPost, e.esURL+"/"+prefix+layout.DefaultPrefix+"*/_search", fmt.Sprintf(`{"size":1,"query":{"term":{"team_id":%q}}}`, k.team), nil)
+		}},
+		{"record an access event", func() error {
+			_, err := rec.Record(ctx, audit.Event{Action: audit.ActionAuditLogRead, TeamID: k.team, Actor: key.Actor()})
+			return err
+		}},
+	} {
+		es0 := e.esUsage()
+		for i := 0; i < 200; i++ {
+			if err := step.f(); err != nil {
+				return failed(e, err)
+			}
+		}
+		fmt.Fprintf(e.out, "  %-52s %5.1f ms\n", step.name, ms(e.esUsage()-es0)/200)
+	}
+	c.ClosePosition(pos)
+
 	// Exports: whole team logs, one at a time, in each format.
 	fmt.Fprintf(e.out, "\nGET /v1/export, whole team logs one after another\n%-8s %8s %10s %12s\n", "format", "teams", "events", "events/s")
 	for _, format := range []string{"csv", "ndjson"} {
