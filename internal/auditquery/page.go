@@ -60,8 +60,8 @@ func (c *Client) Page(ctx context.Context, f Filter, order Order, limit int, pos
 	var p page
 	for {
 		// One more than asked tells whether another page follows without a second search.
-		// The whole _source: filtering it costs the node more CPU (it parses and rewrites each
-		// document) than the bytes it saves (measured with auditproof api).
+		// The whole _source: filtering it showed no gain in auditproof api (the node parses and
+		// rewrites each document to filter it).
 		req := map[string]any{"size": limit + 1, "query": q, "pit": map[string]any{"id": pit, "keep_alive": pitKeepAlive}, "sort": sort, "track_total_hits": false}
 		if after != nil {
 			req["search_after"] = after
