@@ -135,12 +135,6 @@ func (c *Client) Export(ctx context.Context, f Filter, format Format, w io.Write
 		}
 		progress.Total(cnt)
 	}
-	pit, err := c.openPIT(ctx)
-	if err != nil {
-		return 0, err
-	}
-	defer func() { c.closePIT(pit) }()
-
 	bw := bufio.NewWriterSize(w, 64<<10)
 	var row []byte
 	if format == CSV {
@@ -151,45 +145,22 @@ func (c *Client) Export(ctx context.Context, f Filter, format Format, w io.Write
 	}
 	catalog := audit.DefaultCatalog()
 	var written int64
-	var after []json.RawMessage
+	var pos *Position
+	defer func() { c.ClosePosition(pos) }() // an export that stops early frees its point in time
 	for {
-		req := map[string]any{
-			"size":             PageSize,
-			"query":            q,
-			"pit":              map[string]any{"id": pit, "keep_alive": pitKeepAlive},
-			"sort":             timeOrder,
-			"track_total_hits": false,
-		}
-		if after != nil {
-			req["search_after"] = after
-		}
-		var page page
-		err := c.search(ctx, req, &page)
-		if isExpiredPIT(err) {
-			// A slow reader let the point in time expire: open a new one and go on from the last
-			// sort values. The order is total, so no event is skipped or repeated; events indexed
-			// meanwhile that sort after the last one written are included.
-			if pit, err = c.openPIT(ctx); err != nil {
-				return written, err
-			}
-			if testHooks.reopened != nil {
-				testHooks.reopened()
-			}
-			continue
-		}
+		// A slow reader may outlive the point in time: Page goes on from the last event written.
+		docs, next, err := c.Page(ctx, f, Asc, PageSize, pos)
 		if err != nil {
 			return written, err
 		}
-		if page.PitID != "" {
-			pit = page.PitID
-		}
-		for _, h := range page.Hits.Hits {
+		pos = next
+		for _, src := range docs {
 			switch format {
 			case NDJSON:
-				bw.Write(h.Source)
+				bw.Write(src)
 				bw.WriteByte('\n')
 			case Events:
-				ev, err := ToEvent(h.Source)
+				ev, err := ToEvent(src)
 				if err != nil {
 					return written, err
 				}
@@ -197,7 +168,7 @@ func (c *Client) Export(ctx context.Context, f Filter, format Format, w io.Write
 				bw.Write(b)
 				bw.WriteByte('\n')
 			default:
-				cells, err := csvRow(h.Source, catalog)
+				cells, err := csvRow(src, catalog)
 				if err != nil {
 					return written, err
 				}
@@ -207,7 +178,6 @@ func (c *Client) Export(ctx context.Context, f Filter, format Format, w io.Write
 				}
 			}
 			written++
-			after = h.Sort
 		}
 		if progress != nil {
 			progress.Done(written)
@@ -215,20 +185,19 @@ func (c *Client) Export(ctx context.Context, f Filter, format Format, w io.Write
 		if err := bw.Flush(); err != nil { // a page at a time, so a client going away ends the export
 			return written, err
 		}
-		if testHooks.page != nil {
-			testHooks.page(pit)
+		if next == nil {
+			return written, nil
 		}
-		if len(page.Hits.Hits) < PageSize {
-			break
+		if testHooks.page != nil {
+			testHooks.page(next.PIT)
 		}
 	}
-	return written, bw.Flush()
 }
 
-// pitKeepAlive is how long a point in time lives between two pages of an export.
+// pitKeepAlive is how long a point in time lives between two pages of a listing or an export.
 const pitKeepAlive = "2m"
 
-// testHooks let a test end an export's point in time after a page, and learn that it was reopened.
+// testHooks let a test end an export's point in time after a page, and learn that Page reopened it.
 var testHooks struct {
 	page     func(pit string)
 	reopened func()
@@ -281,12 +250,6 @@ func appendCSVRow(b []byte, cells []string) []byte {
 		b = append(b, '"')
 	}
 	return append(b, '\r', '\n')
-}
-
-// timeOrder sorts events by time, then by event id: a total, stable order to page through.
-var timeOrder = []any{
-	map[string]any{"@timestamp": map[string]any{"order": "asc", "format": "strict_date_optional_time_nanos"}},
-	map[string]any{"event.id": "asc"},
 }
 
 // page is one page of search hits.

@@ -73,6 +73,9 @@ func (c *Client) Page(ctx context.Context, f Filter, order Order, limit int, pos
 		if pit, err = c.openPIT(ctx); err != nil {
 			return nil, nil, err
 		}
+		if testHooks.reopened != nil {
+			testHooks.reopened()
+		}
 	}
 	if err != nil {
 		return nil, nil, err

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/auditpipe/auditpipe/audit"
@@ -242,9 +243,9 @@ func (s *Server) recordAccess(r *http.Request, key *Key, action string, md map[s
 		ev.AccessRoute = ev.AccessRoute[len(ev.AccessRoute)-10:]
 	}
 	for i, a := range ev.AccessRoute {
-		ev.AccessRoute[i] = clip(a, 64)
+		ev.AccessRoute[i] = clean(a, 64)
 	}
-	ev.UserAgent = clip(ev.UserAgent, 512)
+	ev.UserAgent = clean(ev.UserAgent, 512)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.Timeout)
 	defer cancel()
 	id, err := s.cfg.Recorder.Record(ctx, ev)
@@ -252,6 +253,17 @@ func (s *Server) recordAccess(r *http.Request, key *Key, action string, md map[s
 		return "", s.unavailable("recording this access in the team's log", err)
 	}
 	return id, nil
+}
+
+// clean makes header text recordable: valid UTF-8, no control characters, at most n bytes.
+func clean(s string, n int) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return -1
+		}
+		return r
+	}, strings.ToValidUTF8(s, "\uFFFD"))
+	return clip(s, n)
 }
 
 // clip cuts s to at most n bytes of valid UTF-8.

@@ -477,3 +477,33 @@ func openContexts(t *testing.T, e *apiEnv) int {
 	require.NoError(t, json.NewDecoder(res.Body).Decode(&s))
 	return s.All.Total.Search.OpenContexts
 }
+
+// TestHostileHeadersAreRecordedWithinBounds: no header makes an access unrecordable (and so the read
+// refused), and none is recorded beyond its bounds.
+func TestHostileHeadersAreRecordedWithinBounds(t *testing.T) {
+	e := newAPI(t, 1000)
+	e.load(events("391", 3, "x"))
+	tok, _ := e.mint("391", 0, ScopeRead)
+	req, _ := http.NewRequest(http.MethodGet, e.url+"/v1/events?action=job_updated", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	// Invalid UTF-8 and a tab: what HTTP lets through to the handler (it refuses other control bytes).
+	req.Header.Set("User-Agent", "evil\xff\xfe\t"+strings.Repeat("é", 5000))
+	for i := 0; i < 100; i++ {
+		req.Header.Add("X-Forwarded-For", fmt.Sprintf("10.0.0.%d, \xff%s", i, strings.Repeat("x", 200)))
+	}
+	status, _, body := do(t, req)
+	require.Equal(t, http.StatusOK, status, "%s", body)
+	reads := e.teamLog("391", audit.ActionAuditLogRead)
+	require.Len(t, reads, 1)
+	require.NotNil(t, reads[0].UserAgent)
+	ua := *reads[0].UserAgent
+	assert.LessOrEqual(t, len(ua), 512)
+	assert.True(t, strings.HasPrefix(ua, "evil\uFFFDé"), ua[:20])
+	var route []string
+	require.NoError(t, json.Unmarshal(reads[0].AccessRoute, &route))
+	assert.Len(t, route, 10)
+	assert.Equal(t, "127.0.0.1", route[9], "the peer, last")
+	for _, a := range route {
+		assert.LessOrEqual(t, len(a), 64)
+	}
+}
