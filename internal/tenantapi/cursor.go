@@ -12,8 +12,8 @@ import (
 	"github.com/auditpipe/auditpipe/internal/auditquery"
 )
 
-// cursor is what a next_cursor carries: the listing's filters, where it stands, and the access event
-// that recorded it. It is signed with a key derived from the stored hash of the key it was issued
+// cursor is what a next_cursor carries: the listing's filters, where it stands, the access event
+// that recorded it, and how much it has served. It is signed with a key derived from the stored hash of the key it was issued
 // to, so it is opaque to nobody but useless to anybody else: a changed byte or another key's cursor
 // fails the signature. It reveals the listing's own filters and the sort values of an event the
 // client has already read, nothing of another team.
@@ -23,6 +23,8 @@ type cursor struct {
 	Query   listing              `json:"q"`
 	Pos     *auditquery.Position `json:"p"`
 	ReadID  string               `json:"r"` // the audit_log_read event of this listing
+	Pages   int                  `json:"n"` // pages served so far
+	Events  int                  `json:"e"` // events served so far
 }
 
 const cursorVersion = 1

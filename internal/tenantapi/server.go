@@ -304,9 +304,10 @@ type eventsPage struct {
 	NextCursor *string            `json:"next_cursor"`
 }
 
-// events: GET /v1/events. A listing is recorded once, as one audit_log_read event when its first
-// page is asked for; its later pages carry that event's id in their cursor and are not recorded
-// again, so paging through a log adds one event to it, not one per page.
+// events: GET /v1/events. A listing is recorded as an audit_log_read event when its first page is
+// asked for, with its filters; its cursor carries that event's id and counts the pages and events
+// served, and a listing of several pages is recorded once more when its last page is served, with
+// those counts. Paging through a log of any length adds at most two events to it, not one per page.
 func (s *Server) events(w http.ResponseWriter, r *http.Request, v url.Values, key *Key) *apiError {
 	l, e := parseListing(v)
 	if e != nil {
@@ -348,10 +349,17 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, v url.Values, ke
 		}
 		page.Data = append(page.Data, ev)
 	}
+	cur.Pages++
+	cur.Events += len(docs)
 	if next != nil {
 		cur.Pos = next
 		c := encodeCursor(key, cur)
 		page.NextCursor = &c
+	} else if cur.Pages > 1 {
+		md := map[string]any{"filters": cur.Query.metadata(), "state": "completed", "pages": cur.Pages, "events": cur.Events, "started_event_id": cur.ReadID}
+		if _, e := s.recordAccess(r, key, audit.ActionAuditLogRead, md); e != nil {
+			return e // the last page is not served unrecorded
+		}
 	}
 	writeJSON(w, page)
 	return nil

@@ -403,8 +403,10 @@ func TestEveryAccessIsInTheTeamsLog(t *testing.T) {
 	assert.Equal(t, "36", h.Get("X-Export-Events"))
 	assert.Equal(t, 36, rows) // actor 1000 is every seventh event
 
+	require.Len(t, e.listAll(tok, "action=job_updated&limit=1000", nil), 250) // one page
+
 	reads := e.teamLog("361", audit.ActionAuditLogRead)
-	require.Len(t, reads, 2, "one per listing (not per page) and one per event read")
+	require.Len(t, reads, 4, "a listing of 3 pages: its start and its end, not one per page; an event read; a listing of one page")
 	for _, r := range reads {
 		var actor audit.Actor
 		require.NoError(t, json.Unmarshal(r.Actor, &actor))
@@ -417,8 +419,17 @@ func TestEveryAccessIsInTheTeamsLog(t *testing.T) {
 	require.NoError(t, json.Unmarshal(reads[0].Metadata, &md))
 	assert.Equal(t, "/v1/events", md["endpoint"])
 	assert.Equal(t, []any{"job_updated"}, md["filters"].(map[string]any)["action"])
+	assert.Nil(t, md["state"])
 	require.NoError(t, json.Unmarshal(reads[1].Metadata, &md))
+	assert.Equal(t, "completed", md["state"])
+	assert.EqualValues(t, 3, md["pages"])
+	assert.EqualValues(t, 250, md["events"])
+	assert.Equal(t, reads[0].ID, md["started_event_id"])
+	assert.Equal(t, []any{"job_updated"}, md["filters"].(map[string]any)["action"])
+	require.NoError(t, json.Unmarshal(reads[2].Metadata, &md))
 	assert.Equal(t, evs[7].ID, md["event_id"])
+	require.NoError(t, json.Unmarshal(reads[3].Metadata, &md))
+	assert.EqualValues(t, 1000, md["limit"])
 
 	exports := e.teamLog("361", audit.ActionDataExport)
 	require.Len(t, exports, 2)
