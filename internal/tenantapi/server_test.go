@@ -1,15 +1,18 @@
 package tenantapi
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -444,7 +447,8 @@ func TestEveryAccessIsInTheTeamsLog(t *testing.T) {
 // a client that goes away mid-export ends it and its point in time.
 func TestExportIsTheSameCSVAsAuditctlAndStopsWithItsClient(t *testing.T) {
 	e := newAPI(t, 1000)
-	e.load(events("371", 3000, "x"))
+	const n = 20000 // ~12 MB of NDJSON: more than the sockets between server and client can hold
+	e.load(events("371", n, "x"))
 	tok, _ := e.mint("371", 0, ScopeExport)
 
 	f := auditquery.Filter{Team: "371", Actions: []string{"job_*"}}
@@ -458,15 +462,25 @@ func TestExportIsTheSameCSVAsAuditctlAndStopsWithItsClient(t *testing.T) {
 	base := openContexts(t, e)
 	req, _ := http.NewRequest(http.MethodGet, e.url+"/v1/export?format=ndjson", nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
-	res, err := http.DefaultClient.Do(req)
+	// A client of its own, with a small receive buffer, that reads one line and goes away.
+	dialer := &net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	client := &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext}}
+	res, err := client.Do(req)
 	require.NoError(t, err)
-	buf := make([]byte, 1024)
-	_, err = res.Body.Read(buf) // the export has begun: its point in time is open
+	_, err = bufio.NewReader(res.Body).ReadString('\n') // the export has begun: its point in time is open
 	require.NoError(t, err)
 	assert.Greater(t, openContexts(t, e), base)
 	res.Body.Close()
 	require.Eventually(t, func() bool { return openContexts(t, e) <= base }, 30*time.Second, 100*time.Millisecond,
 		"the export's point in time is closed when its client goes away")
+	// And the team's log says the export failed part-way.
+	require.Eventually(t, func() bool { return len(e.teamLog("371", audit.ActionDataExport)) == 4 }, 30*time.Second, 200*time.Millisecond)
+	var md map[string]any
+	require.NoError(t, json.Unmarshal(e.teamLog("371", audit.ActionDataExport)[3].Metadata, &md))
+	assert.Equal(t, "failed", md["state"])
+	assert.Less(t, md["events"], float64(n))
 }
 
 // openContexts counts the search contexts open on this test's indices (a point in time holds one
