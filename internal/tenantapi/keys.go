@@ -160,13 +160,13 @@ func (k *Keys) Create(ctx context.Context, rec *auditquery.Recorder, s NewSpec) 
 	}); err != nil {
 		return "", Key{}, fmt.Errorf("recording the key in the team's log failed, so no key was created: %w", err)
 	}
-	if err := k.ensureIndex(ctx); err != nil {
-		return "", Key{}, err
+	err = k.ensureIndex(ctx)
+	if err == nil {
+		body, _ := json.Marshal(key)
+		err = k.es.Do(ctx, esapi.CreateRequest{Index: k.index, DocumentID: id, Body: bytes.NewReader(body), Refresh: "wait_for"}, nil)
 	}
-	body, _ := json.Marshal(key)
-	err = k.es.Do(ctx, esapi.CreateRequest{Index: k.index, DocumentID: id, Body: bytes.NewReader(body), Refresh: "wait_for"}, nil)
 	if err != nil {
-		return "", Key{}, fmt.Errorf("storing the key: %w", err)
+		return "", Key{}, fmt.Errorf("the team's log records key %s as created, but storing it failed, so it does not exist: %w", id, err)
 	}
 	return tokenPrefix + id + "_" + secret, key, nil
 }
