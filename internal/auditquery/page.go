@@ -46,7 +46,8 @@ func (c *Client) Page(ctx context.Context, f Filter, order Order, limit int, pos
 	}
 	var pit string
 	var after []json.RawMessage
-	if pos == nil {
+	opened := pos == nil // a point in time this call opened is this call's to close on failure
+	if opened {
 		if pit, err = c.openPIT(ctx); err != nil {
 			return nil, nil, err
 		}
@@ -58,7 +59,7 @@ func (c *Client) Page(ctx context.Context, f Filter, order Order, limit int, pos
 		map[string]any{"event.id": order},
 	}
 	var p page
-	for {
+	for reopened := false; ; reopened = true {
 		// One more than asked tells whether another page follows without a second search.
 		// The whole _source: filtering it showed no gain in auditproof api (the node parses and
 		// rewrites each document to filter it).
@@ -67,17 +68,21 @@ func (c *Client) Page(ctx context.Context, f Filter, order Order, limit int, pos
 			req["search_after"] = after
 		}
 		err = c.search(ctx, req, &p)
-		if !isExpiredPIT(err) {
+		if reopened || !isExpiredPIT(err) {
 			break
 		}
 		if pit, err = c.openPIT(ctx); err != nil {
 			return nil, nil, err
 		}
+		opened = true
 		if testHooks.reopened != nil {
 			testHooks.reopened()
 		}
 	}
 	if err != nil {
+		if opened {
+			c.closePIT(pit)
+		}
 		return nil, nil, err
 	}
 	if p.PitID != "" {
