@@ -263,19 +263,7 @@ func clean(s string, n int) string {
 		}
 		return r
 	}, strings.ToValidUTF8(s, "\uFFFD"))
-	return clip(s, n)
-}
-
-// clip cuts s to at most n bytes of valid UTF-8.
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	s = s[:n]
-	for len(s) > 0 && !utf8.ValidString(s) {
-		s = s[:len(s)-1]
-	}
-	return s
+	return audit.Truncate(s, n)
 }
 
 func writeJSON(w http.ResponseWriter, v any) {
@@ -428,7 +416,7 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request, v url.Values, ke
 	h.Set("X-Export-Events", strconv.FormatInt(n, 10))
 	h.Set("X-Export-Status", "complete")
 	if err != nil {
-		end["state"], end["error"] = "failed", clip(err.Error(), 1024)
+		end["state"], end["error"] = "failed", audit.Truncate(err.Error(), 1024)
 		h.Set("X-Export-Status", "incomplete")
 		s.log.Warn("export ended early", "key", key.ID, "events", n, "error", err)
 	}
