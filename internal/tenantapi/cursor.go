@@ -44,12 +44,16 @@ func cursorMAC(k *Key) []byte {
 	return m.Sum(nil)
 }
 
+// cursorEncoding is strict: the unused bits of the last character must be zero, so no two
+// strings decode to one cursor (a cursor is a value the client hands back, not a bag of bytes).
+var cursorEncoding = base64.RawURLEncoding.Strict()
+
 func encodeCursor(k *Key, c cursor) string {
 	c.Version, c.KeyID = cursorVersion, k.ID
 	payload, _ := json.Marshal(c)
 	m := hmac.New(sha256.New, cursorMAC(k))
 	m.Write(payload)
-	return base64.RawURLEncoding.EncodeToString(payload) + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+	return cursorEncoding.EncodeToString(payload) + "." + cursorEncoding.EncodeToString(m.Sum(nil))
 }
 
 // decodeCursor verifies a cursor against the key that presents it.
@@ -58,8 +62,8 @@ func decodeCursor(k *Key, s string) (cursor, error) {
 	if !ok {
 		return cursor{}, errBadCursor
 	}
-	payload, err1 := base64.RawURLEncoding.DecodeString(p)
-	tag, err2 := base64.RawURLEncoding.DecodeString(t)
+	payload, err1 := cursorEncoding.DecodeString(p)
+	tag, err2 := cursorEncoding.DecodeString(t)
 	if err1 != nil || err2 != nil {
 		return cursor{}, errBadCursor
 	}

@@ -48,6 +48,7 @@ func FuzzCursor(f *testing.F) {
 	f.Add(good)
 	f.Add(good[:len(good)-1])
 	f.Add("e30.AAAA")
+	f.Add(good[:len(good)-1] + string(good[len(good)-1]+1)) // the same bytes, but for the last character's unused bits
 	f.Fuzz(func(t *testing.T, s string) {
 		c, err := decodeCursor(k, s)
 		if err != nil {
