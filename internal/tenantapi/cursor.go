@@ -44,9 +44,15 @@ func cursorMAC(k *Key) []byte {
 	return m.Sum(nil)
 }
 
-// cursorEncoding is strict: the unused bits of the last character must be zero, so no two
-// strings decode to one cursor (a cursor is a value the client hands back, not a bag of bytes).
-var cursorEncoding = base64.RawURLEncoding.Strict()
+var cursorEncoding = base64.RawURLEncoding
+
+// decodeCanonical decodes s only if it is the encoding of what it decodes to: Go's decoder skips
+// line breaks and ignores a last character's unused bits, and no second string may pass for a
+// cursor that was issued.
+func decodeCanonical(s string) ([]byte, bool) {
+	b, err := cursorEncoding.DecodeString(s)
+	return b, err == nil && cursorEncoding.EncodeToString(b) == s
+}
 
 func encodeCursor(k *Key, c cursor) string {
 	c.Version, c.KeyID = cursorVersion, k.ID
@@ -62,9 +68,9 @@ func decodeCursor(k *Key, s string) (cursor, error) {
 	if !ok {
 		return cursor{}, errBadCursor
 	}
-	payload, err1 := cursorEncoding.DecodeString(p)
-	tag, err2 := cursorEncoding.DecodeString(t)
-	if err1 != nil || err2 != nil {
+	payload, ok1 := decodeCanonical(p)
+	tag, ok2 := decodeCanonical(t)
+	if !ok1 || !ok2 {
 		return cursor{}, errBadCursor
 	}
 	m := hmac.New(sha256.New, cursorMAC(k))
