@@ -135,7 +135,7 @@ func export(ctx context.Context, fs *flag.FlagSet, connect *auditquery.Flags, ar
 	var actions multi
 	fs.Var(&actions, "action", "action name or pattern with * and ? (repeatable; any matches)")
 	actor := fs.String("actor", "", "only events of this actor id")
-	format := fs.String("format", "csv", "csv or ndjson")
+	format := fs.String("format", "csv", "csv, ndjson (the stored documents) or events (NDJSON of the audit log API's events)")
 	out := fs.String("out", "", "output file (default standard output)")
 	operator := fs.String("operator", auditquery.Env("AUDITCTL_OPERATOR", auditquery.Env("USER", "")), "who runs the export, recorded in the team's log (AUDITCTL_OPERATOR)")
 	reason := fs.String("reason", "", "why, e.g. the on-call ticket; recorded with the export")
@@ -148,6 +148,9 @@ func export(ctx context.Context, fs *flag.FlagSet, connect *auditquery.Flags, ar
 	}
 	if *operator == "" {
 		return errors.New("export: --operator is required (or AUDITCTL_OPERATOR): exports are recorded in the team's log")
+	}
+	if err := auditquery.Format(*format).Check(); err != nil {
+		return fmt.Errorf("--format: %w", err)
 	}
 	now := time.Now()
 	f := auditquery.Filter{Team: *team, Actions: actions, ActorID: *actor}
@@ -182,18 +185,12 @@ func export(ctx context.Context, fs *flag.FlagSet, connect *auditquery.Flags, ar
 			Metadata: m,
 		})
 	}
-	// The export is in the team's log before its first row leaves: a killed or piped export is
-	// still on record.
-	startID, err := exportEvent(ctx, map[string]any{"state": "started"})
-	if err != nil {
-		return fmt.Errorf("recording the export in the team's log failed, so nothing was exported: %w", err)
-	}
-
 	w := stdout
 	var tmp *os.File
 	if *out != "" {
 		// Written to a temporary file beside the target and renamed at the end: a file named --out
-		// is always a whole export.
+		// is always a whole export. Created before the export is recorded, so a --out
+		// that cannot be written is refused like a bad flag.
 		tmp, err = os.CreateTemp(filepath.Dir(*out), "."+filepath.Base(*out)+".*.partial")
 		if err != nil {
 			return err
@@ -202,6 +199,13 @@ func export(ctx context.Context, fs *flag.FlagSet, connect *auditquery.Flags, ar
 		defer tmp.Close()
 		w = tmp
 	}
+	// The export is in the team's log before its first row leaves: a killed or piped export is
+	// still on record.
+	startID, err := exportEvent(ctx, map[string]any{"state": "started"})
+	if err != nil {
+		return fmt.Errorf("recording the export in the team's log failed, so nothing was exported: %w", err)
+	}
+
 	var bar auditquery.Progress
 	if *progress == "on" || (*progress == "auto" && isTerminal(stderr)) {
 		bar = &progressBar{w: stderr}

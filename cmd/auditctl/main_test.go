@@ -104,18 +104,27 @@ func TestExportIsRecordedInTheTeamsLog(t *testing.T) {
 	assert.Equal(t, map[string]any{"kind": "auditctl", "format": "csv", "until": until, "reason": "TICKET-42", "state": "completed",
 		"events": float64(2), "started_event_id": startID}, doc.Metadata)
 
-	// A failed export leaves no file at --out, and its failure is in the log too.
+	// Bad flags are refused before anything is recorded or written.
 	bad := filepath.Join(t.TempDir(), "bad.csv")
 	_, _, err = auditctl(t, append([]string{"export", "--team", "191796", "--out", bad, "--operator", "oncall@example.com", "--format", "xml"}, conn...)...)
-	require.ErrorContains(t, err, `format "xml"`)
-	assert.NoFileExists(t, bad)
-	left, _ = filepath.Glob(filepath.Join(filepath.Dir(bad), ".*partial"))
+	require.ErrorContains(t, err, `--format: format "xml"`)
+	_, _, err = auditctl(t, append([]string{"export", "--team", "191796", "--out", filepath.Join(bad, "no-such-dir", "x.csv"), "--operator", "oncall@example.com"}, conn...)...)
+	require.Error(t, err)
+
+	// A failed export leaves no file at --out, and its failure is in the log too: here the file
+	// cannot take the place of the directory named by --out.
+	dir := t.TempDir()
+	_, _, err = auditctl(t, append([]string{"export", "--team", "191796", "--out", dir, "--operator", "oncall@example.com"}, conn...)...)
+	require.Error(t, err)
+	assert.Regexp(t, `^export failed after \d+ events \(recorded as data_export events \S+ and \S+\)`, err.Error())
+	assert.DirExists(t, dir)
+	left, _ = filepath.Glob(filepath.Join(filepath.Dir(dir), ".*partial"))
 	assert.Empty(t, left)
 
 	refresh(t, conn)
 	out, _, err = auditctl(t, append([]string{"teams"}, conn...)...)
 	require.NoError(t, err)
-	assert.Regexp(t, `191796\s+6\s+`+t0.Format("2006-01-02T15:04:05.000Z"), out, "2 events, 2 for the export, 2 for the failed one")
+	assert.Regexp(t, `191796\s+6\s+`+t0.Format("2006-01-02T15:04:05.000Z"), out, "2 events, 2 for the export, 2 for the failed one, none for the refused flags")
 }
 
 // refresh makes what was stored searchable.

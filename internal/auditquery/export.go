@@ -102,6 +102,14 @@ const (
 	Events Format = "events" // NDJSON of Event, the customer-facing shape
 )
 
+// Check says whether f is a format Export writes.
+func (f Format) Check() error {
+	if f != CSV && f != NDJSON && f != Events {
+		return fmt.Errorf("format %q: use csv, ndjson or events", string(f))
+	}
+	return nil
+}
+
 // CSVHeader is the fixed column order of CSV exports.
 var CSVHeader = []string{
 	"timestamp", "action", "action_description", "actor_type", "actor_id", "actor_email", "actor_name",
@@ -121,8 +129,8 @@ const PageSize = 1000
 // many it wrote. It pages with a point in time and search_after, so it sees one consistent view of the
 // index and holds one page in memory however large the log.
 func (c *Client) Export(ctx context.Context, f Filter, format Format, w io.Writer, progress Progress) (int64, error) {
-	if format != CSV && format != NDJSON && format != Events {
-		return 0, fmt.Errorf("format %q: use csv or ndjson", format)
+	if err := format.Check(); err != nil {
+		return 0, err
 	}
 	q, err := f.query()
 	if err != nil {
