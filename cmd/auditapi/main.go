@@ -22,7 +22,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/internal/auditquery"
 	"github.com/auditpipe/auditpipe/internal/layout"
 	"github.com/auditpipe/auditpipe/internal/tenantapi"
@@ -79,15 +78,9 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 		return fmt.Errorf("starting the recorder of access events: %w", err)
 	}
 	defer rec.Close()
-	catalog := audit.DefaultCatalog()
-	if pcfg != nil { // the operator's catalog, extended or replaced in the processor's settings
-		if catalog, err = pcfg.LoadCatalog(); err != nil {
-			return err
-		}
-	}
 
 	srv := &http.Server{
-		Handler:           tenantapi.New(tenantapi.Config{Client: c, Keys: keys, Recorder: rec, Catalog: catalog, RateLimit: *rate, Logger: log}),
+		Handler:           tenantapi.New(tenantapi.Config{Client: c, Keys: keys, Recorder: rec, RateLimit: *rate, Logger: log}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       2 * time.Minute,

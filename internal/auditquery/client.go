@@ -33,6 +33,7 @@ type Conn struct {
 	IndexPrefix        string         // default layout.DefaultPrefix
 	QuarantineIndex    string         // default layout.DefaultQuarantine
 	Layout             *layout.Config // the exporter's layout; nil for the defaults
+	Catalog            *audit.Catalog // the processor's catalog (CSV descriptions, the API's actions); nil for the embedded one
 	// InstallTemplates lets Record install the index templates, as the collector does. The tools
 	// leave templates to the collector; tests of fresh prefixes need them.
 	InstallTemplates bool
@@ -43,6 +44,14 @@ type Client struct {
 	es     *elasticsearch.Client
 	conn   Conn
 	layout *layout.Layout
+}
+
+// Catalog is the catalog the collector validates against.
+func (c *Client) Catalog() *audit.Catalog {
+	if c.conn.Catalog == nil {
+		return audit.DefaultCatalog()
+	}
+	return c.conn.Catalog
 }
 
 // New connects (lazily: the first request reaches the cluster).

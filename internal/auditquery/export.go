@@ -151,7 +151,7 @@ func (c *Client) Export(ctx context.Context, f Filter, format Format, w io.Write
 			return 0, err
 		}
 	}
-	catalog := audit.DefaultCatalog()
+	catalog := c.Catalog()
 	var written int64
 	var pos *Position
 	defer func() { c.ClosePosition(pos) }() // an export that stops early frees its point in time

@@ -2,6 +2,7 @@ package auditquery
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -64,9 +65,23 @@ func (f *Flags) Client() (*Client, error) {
 			return nil, err
 		}
 		c.IndexPrefix, c.QuarantineIndex, c.Layout = ecfg.IndexPrefix, ecfg.QuarantineIndex, &ecfg.Layout
+		// The processor's catalog, for descriptions; a configuration without the processor (the
+		// tools need only the exporter's names) keeps the embedded one.
+		pcfg, err := f.ProcessorConfig(context.Background())
+		switch {
+		case err == nil:
+			if c.Catalog, err = pcfg.LoadCatalog(); err != nil {
+				return nil, err
+			}
+		case !errors.Is(err, errNoSection):
+			return nil, err
+		}
 	}
 	return New(c)
 }
+
+// errNoSection: the collector's configuration has no such component.
+var errNoSection = errors.New("no such section")
 
 // ProcessorConfig returns the audit processor's settings from --config, or nil (the defaults)
 // without one.
@@ -99,7 +114,7 @@ func CollectorSection(ctx context.Context, path, key string, cfg interface{ Vali
 	}
 	name := strings.ReplaceAll(key, "::", ": ")
 	if !conf.IsSet(key) {
-		return fmt.Errorf("--config %s: no %s: section", path, name)
+		return fmt.Errorf("--config %s: no %s: section: %w", path, name, errNoSection)
 	}
 	sub, err := conf.Sub(key)
 	if err != nil {

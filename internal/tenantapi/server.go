@@ -32,7 +32,6 @@ type Config struct {
 	Client    *auditquery.Client
 	Keys      *Keys
 	Recorder  *auditquery.Recorder // records every access in the team's log
-	Catalog   *audit.Catalog       // GET /v1/actions: the processor's catalog; default the embedded one
 	RateLimit float64              // requests a second per key, bursts of twice that; default 10
 	Logger    *slog.Logger         // default: discard
 	// Timeout bounds each Elasticsearch request of a request (default 30 s); WriteTimeout each
@@ -66,9 +65,6 @@ func New(cfg Config) *Server {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
-	}
-	if cfg.Catalog == nil {
-		cfg.Catalog = audit.DefaultCatalog()
 	}
 	s := &Server{cfg: cfg, limiter: newLimiter(cfg.RateLimit), mux: http.NewServeMux(), log: cfg.Logger}
 	for _, rt := range s.routes() {
@@ -279,7 +275,7 @@ func (s *Server) actions(w http.ResponseWriter, _ *http.Request, _ url.Values, _
 		Description string `json:"description"`
 	}
 	var out []action
-	for _, a := range s.cfg.Catalog.Actions() {
+	for _, a := range s.cfg.Client.Catalog().Actions() {
 		out = append(out, action{a.Name, a.Category, a.Description})
 	}
 	writeJSON(w, map[string]any{"data": out})
