@@ -196,5 +196,13 @@ func Truncate(s string, n int) string {
 	return s[:n]
 }
 
+// Abbreviate is Truncate with "…" appended when s was cut, for messages and logs.
+func Abbreviate(s string, n int) string {
+	if t := Truncate(s, n); len(t) < len(s) {
+		return t + "…"
+	}
+	return s
+}
+
 // MaxGivenTeamIDBytes bounds the team id a bad record named, as the quarantine keeps it.
 const MaxGivenTeamIDBytes = 256

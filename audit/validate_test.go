@@ -46,3 +46,22 @@ func TestProblemFormat(t *testing.T) {
 		t.Fatal("a bare code is its own code")
 	}
 }
+
+func TestTruncateAndAbbreviate(t *testing.T) {
+	for _, tc := range []struct {
+		s             string
+		n             int
+		trunc, abbrev string
+	}{
+		{"ab", 2, "ab", "ab"},
+		{"aé", 2, "a", "a…"}, // no half of a two-byte character
+		{"ééé", 1, "", "…"},
+	} {
+		if got := Truncate(tc.s, tc.n); got != tc.trunc {
+			t.Errorf("Truncate(%q, %d) = %q, want %q", tc.s, tc.n, got, tc.trunc)
+		}
+		if got := Abbreviate(tc.s, tc.n); got != tc.abbrev {
+			t.Errorf("Abbreviate(%q, %d) = %q, want %q", tc.s, tc.n, got, tc.abbrev)
+		}
+	}
+}

@@ -148,7 +148,7 @@ func (c *Client) do(ctx context.Context, req esapi.Request, out any) error {
 		return ErrNoTeam
 	}
 	if res.IsError() {
-		return &httpError{status: res.StatusCode, msg: fmt.Sprintf("Elasticsearch answered %s: %s", res.Status(), truncate(string(body), 500))}
+		return &httpError{status: res.StatusCode, msg: fmt.Sprintf("Elasticsearch answered %s: %s", res.Status(), audit.Abbreviate(string(body), 500))}
 	}
 	if out == nil {
 		return nil
@@ -166,10 +166,3 @@ func (e *httpError) Error() string { return e.msg }
 
 // isNotFound tells a 404 answer (a missing document) from other errors.
 func isNotFound(err error) bool { return IsStatus(err, http.StatusNotFound) }
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
-}

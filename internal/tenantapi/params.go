@@ -9,6 +9,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/internal/auditquery"
 )
 
@@ -53,7 +54,7 @@ func parseParams(u *url.URL, accepted []param) (url.Values, *apiError) {
 	for name, vals := range v {
 		i := slices.IndexFunc(accepted, func(p param) bool { return p.name == name })
 		if i < 0 {
-			return nil, badParam(truncate(name, 64), "unknown parameter; this endpoint accepts %s", names(accepted))
+			return nil, badParam(audit.Abbreviate(name, 64), "unknown parameter; this endpoint accepts %s", names(accepted))
 		}
 		p := accepted[i]
 		if len(vals) > p.times {
@@ -91,13 +92,6 @@ func hasControl(s string) bool {
 		}
 	}
 	return false
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }
 
 // listing is the filters and order of a read, as the client gave them (checked): what a cursor is

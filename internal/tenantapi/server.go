@@ -108,7 +108,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(rw, r)
 	// The query string is logged (filters and cursors are no secret) but for a token a client put in
 	// it by mistake; the Authorization header never.
-	s.log.Info("request", "method", r.Method, "path", r.URL.Path, "query", redactTokens(truncate(r.URL.RawQuery, 512)), "status", rw.status,
+	s.log.Info("request", "method", r.Method, "path", r.URL.Path, "query", redactTokens(audit.Abbreviate(r.URL.RawQuery, 512)), "status", rw.status,
 		"key", rw.keyID, "access_event", rw.accessID, "duration", time.Since(start).Round(time.Microsecond).String())
 }
 

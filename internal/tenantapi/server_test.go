@@ -210,7 +210,7 @@ func TestAKeyReadsItsOwnTeamOnly(t *testing.T) {
 	}
 	for _, c := range []string{"x", ".", "..", payload, *pa.NextCursor + "A", strings.Repeat("A", MaxCursor+1)} {
 		status, _, _ = e.get(tokA, "/v1/events?cursor="+url.QueryEscape(c))
-		assert.Equal(t, http.StatusBadRequest, status, truncate(c, 40))
+		assert.Equal(t, http.StatusBadRequest, status, audit.Abbreviate(c, 40))
 	}
 	// A cursor stays bound to its filters.
 	status, _, body = e.get(tokA, "/v1/events?limit=10&action=job_*&cursor="+url.QueryEscape(*pa.NextCursor))
