@@ -89,19 +89,18 @@ func (c *Client) Page(ctx context.Context, f Filter, order Order, limit int, pos
 		pit = p.PitID
 	}
 	hits := p.Hits.Hits
-	if len(hits) <= limit {
+	var next *Position
+	if len(hits) > limit {
+		hits = hits[:limit]
+		next = &Position{PIT: pit, After: hits[limit-1].Sort}
+	} else {
 		c.closePIT(pit) // the listing is complete: free the cluster's search contexts now
-		out := make([]json.RawMessage, len(hits))
-		for i, h := range hits {
-			out[i] = h.Source
-		}
-		return out, nil, nil
 	}
-	out := make([]json.RawMessage, limit)
-	for i, h := range hits[:limit] {
+	out := make([]json.RawMessage, len(hits))
+	for i, h := range hits {
 		out[i] = h.Source
 	}
-	return out, &Position{PIT: pit, After: hits[limit-1].Sort}, nil
+	return out, next, nil
 }
 
 // ClosePosition ends a listing before its last page, freeing its point in time.

@@ -13,10 +13,10 @@ import (
 )
 
 // cursor is what a next_cursor carries: the listing's filters, where it stands, the access event
-// that recorded it, and how much it has served. It is signed with a key derived from the stored hash of the key it was issued
-// to, so it is opaque to nobody but useless to anybody else: a changed byte or another key's cursor
-// fails the signature. It reveals the listing's own filters and the sort values of an event the
-// client has already read, nothing of another team.
+// that recorded it, and how much it has served. It is signed with a key derived from the stored
+// hash of the key it was issued to, so it is opaque to nobody but useless to anybody else: a changed
+// byte or another key's cursor fails the signature. It reveals the listing's own filters and the
+// sort values of an event the client has already read, nothing of another team.
 type cursor struct {
 	Version int                  `json:"v"`
 	KeyID   string               `json:"k"`
@@ -33,7 +33,7 @@ const cursorVersion = 1
 // (a few hundred bytes for a year of monthly partitions).
 const MaxCursor = 16 << 10
 
-var errBadCursor = errors.New("cursor: not a cursor of this key (tampered with, truncated, or issued to another key)")
+var errBadCursor = errors.New("not a cursor of this key (tampered with, truncated, or issued to another key)")
 
 // cursorMAC is the signing key of a key's cursors. The hash is the key's stored secret-derived value,
 // which only the cluster and this server see.
@@ -44,14 +44,12 @@ func cursorMAC(k *Key) []byte {
 	return m.Sum(nil)
 }
 
-var cursorEncoding = base64.RawURLEncoding
-
 // decodeCanonical decodes s only if it is the encoding of what it decodes to: Go's decoder skips
 // line breaks and ignores a last character's unused bits, and no second string may pass for a
 // cursor that was issued.
 func decodeCanonical(s string) ([]byte, bool) {
-	b, err := cursorEncoding.DecodeString(s)
-	return b, err == nil && cursorEncoding.EncodeToString(b) == s
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	return b, err == nil && base64.RawURLEncoding.EncodeToString(b) == s
 }
 
 func encodeCursor(k *Key, c cursor) string {
@@ -59,7 +57,7 @@ func encodeCursor(k *Key, c cursor) string {
 	payload, _ := json.Marshal(c)
 	m := hmac.New(sha256.New, cursorMAC(k))
 	m.Write(payload)
-	return cursorEncoding.EncodeToString(payload) + "." + cursorEncoding.EncodeToString(m.Sum(nil))
+	return base64.RawURLEncoding.EncodeToString(payload) + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
 // decodeCursor verifies a cursor against the key that presents it.

@@ -155,9 +155,7 @@ func (l listing) order() auditquery.Order {
 }
 
 // empty tells a request that gives no filter and no order (a cursor alone).
-func (l listing) empty() bool {
-	return len(l.Actions) == 0 && l.ActorID == "" && l.TargetType == "" && l.TargetID == "" && l.Since == "" && l.Until == "" && l.Order == ""
-}
+func (l listing) empty() bool { return l.equal(listing{}) }
 
 // equal compares what a cursor is bound to.
 func (l listing) equal(o listing) bool {

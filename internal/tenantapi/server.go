@@ -305,7 +305,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, v url.Values, ke
 	if c := v.Get("cursor"); c != "" {
 		var err error
 		if cur, err = decodeCursor(key, c); err != nil {
-			return badParam("cursor", "not a cursor of this key (tampered with, truncated, or issued to another key)")
+			return badParam("cursor", "%v", err)
 		}
 		if !l.empty() && !l.equal(cur.Query) {
 			return badParam("cursor", "was issued for other filters or another order: give the first page's parameters, or the cursor alone")
