@@ -4,8 +4,9 @@
 //	auditapi [--listen 127.0.0.1:8090] [--es-url URL] [--config collector.yaml] [--rate-limit 10]
 //	         [--tls-cert FILE --tls-key FILE]
 //
-// It reads where the collector writes: with --config (AUDIT_COLLECTOR_CONFIG) the index names and the
-// layout come from the collector's configuration; without, the exporter's defaults.
+// It reads where the collector writes: with --config (AUDIT_COLLECTOR_CONFIG) the index names, the
+// layout and the catalog come from the collector's configuration; without, the exporter's defaults
+// and the embedded catalog.
 package main
 
 import (
@@ -23,7 +24,6 @@ import (
 	"time"
 
 	"github.com/auditpipe/auditpipe/internal/auditquery"
-	"github.com/auditpipe/auditpipe/internal/layout"
 	"github.com/auditpipe/auditpipe/internal/tenantapi"
 )
 
@@ -46,7 +46,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 	rate := fs.Float64("rate-limit", 10, "requests a second per key; bursts of twice that")
 	cert := fs.String("tls-cert", "", "PEM certificate file: serve HTTPS (with --tls-key)")
 	key := fs.String("tls-key", "", "PEM private key file of --tls-cert")
-	keysIndex := fs.String("keys-index", auditquery.Env("AUDIT_KEYS_INDEX", layout.DefaultKeysIndex), "index of the API keys (AUDIT_KEYS_INDEX)")
+	keysIndex := tenantapi.KeysIndexFlag(fs)
 	connect := auditquery.RegisterFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/auditpipe/auditpipe/internal/auditquery"
-	"github.com/auditpipe/auditpipe/internal/layout"
 	"github.com/auditpipe/auditpipe/internal/tenantapi"
 )
 
@@ -23,10 +22,7 @@ func keysCmd(ctx context.Context, fs *flag.FlagSet, connect *auditquery.Flags, a
 	sub, args := args[0], args[1:]
 	fs.Init("auditctl keys "+sub, flag.ContinueOnError)
 	team := fs.String("team", "", "the team id (required)")
-	keysIndex := fs.String("keys-index", auditquery.Env("AUDIT_KEYS_INDEX", layout.DefaultKeysIndex), "index of the API keys (AUDIT_KEYS_INDEX)")
-	operator := func() *string {
-		return fs.String("operator", auditquery.Env("AUDITCTL_OPERATOR", auditquery.Env("USER", "")), "who does it, recorded in the team's log (AUDITCTL_OPERATOR)")
-	}
+	keysIndex := tenantapi.KeysIndexFlag(fs)
 	open := func() (*auditquery.Client, *tenantapi.Keys, error) {
 		if *team == "" {
 			return nil, nil, fmt.Errorf("keys %s: --team is required", sub)
@@ -57,7 +53,7 @@ func keysCmd(ctx context.Context, fs *flag.FlagSet, connect *auditquery.Flags, a
 		fs.Var(&scopes, "scope", "read (list and show events) or export (export the log); repeatable")
 		expires := fs.Duration("expires", 0, "the key stops working after this long, e.g. 720h (default: never)")
 		name := fs.String("name", "", "what the key is for, shown in keys list and in the team's log")
-		op := operator()
+		op := operatorFlag(fs, "who does it, recorded in the team's log")
 		if err := fs.Parse(args); err != nil {
 			return err
 		}
@@ -94,7 +90,7 @@ func keysCmd(ctx context.Context, fs *flag.FlagSet, connect *auditquery.Flags, a
 		return nil
 	case "revoke":
 		id := fs.String("id", "", "the key id (from keys list; required)")
-		op := operator()
+		op := operatorFlag(fs, "who does it, recorded in the team's log")
 		if err := fs.Parse(args); err != nil {
 			return err
 		}

@@ -106,6 +106,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return fmt.Errorf("unknown command %q", cmd)
 }
 
+// operatorFlag declares --operator: who does what, recorded in the team's log (AUDITCTL_OPERATOR,
+// else the login name).
+func operatorFlag(fs *flag.FlagSet, who string) *string {
+	return fs.String("operator", auditquery.Env("AUDITCTL_OPERATOR", auditquery.Env("USER", "")), who+" (AUDITCTL_OPERATOR)")
+}
+
 type multi []string
 
 func (m *multi) String() string     { return strings.Join(*m, ",") }
@@ -137,7 +143,7 @@ func export(ctx context.Context, fs *flag.FlagSet, connect *auditquery.Flags, ar
 	actor := fs.String("actor", "", "only events of this actor id")
 	format := fs.String("format", "csv", "csv, ndjson (the stored documents) or events (NDJSON of the audit log API's events)")
 	out := fs.String("out", "", "output file (default standard output)")
-	operator := fs.String("operator", auditquery.Env("AUDITCTL_OPERATOR", auditquery.Env("USER", "")), "who runs the export, recorded in the team's log (AUDITCTL_OPERATOR)")
+	operator := operatorFlag(fs, "who runs the export, recorded in the team's log")
 	reason := fs.String("reason", "", "why, e.g. the on-call ticket; recorded with the export")
 	progress := fs.String("progress", "auto", "progress on standard error: auto (when it is a terminal), on, off")
 	if err := fs.Parse(args); err != nil {
@@ -425,7 +431,7 @@ func quarantine(ctx context.Context, fs *flag.FlagSet, connect *auditquery.Flags
 		_, err = fmt.Fprintf(stdout, "%s\n", doc)
 		return err
 	case "replay":
-		operator := fs.String("operator", auditquery.Env("AUDITCTL_OPERATOR", auditquery.Env("USER", "")), "who runs the replay, recorded in each team's log (AUDITCTL_OPERATOR)")
+		operator := operatorFlag(fs, "who runs the replay, recorded in each team's log")
 		if err := parseQuarantineFlags(fs, args, &f, since, until); err != nil {
 			return err
 		}

@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -25,6 +26,7 @@ import (
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/auditlog"
 	"github.com/auditpipe/auditpipe/internal/auditquery"
+	"github.com/auditpipe/auditpipe/internal/layout"
 )
 
 // Scopes a key may hold.
@@ -62,6 +64,12 @@ const keysMapping = `{"dynamic":"strict","properties":{
   "hash":{"type":"keyword","index":false,"doc_values":false},
   "created_at":{"type":"date"},"created_by":{"type":"keyword"},"expires_at":{"type":"date"},
   "revoked_at":{"type":"date"},"revoked_by":{"type":"keyword"}}}`
+
+// KeysIndexFlag declares --keys-index, the index of the keys (AUDIT_KEYS_INDEX), for the server and
+// for the tool that mints keys alike.
+func KeysIndexFlag(fs *flag.FlagSet) *string {
+	return fs.String("keys-index", auditquery.Env("AUDIT_KEYS_INDEX", layout.DefaultKeysIndex), "index of the API keys (AUDIT_KEYS_INDEX)")
+}
 
 // Keys stores keys in an index of their own, next to the audit indices.
 type Keys struct {
