@@ -49,11 +49,11 @@ contrib-baseline: ## build bench/contrib/_build/otelcol-contrib-es, contrib's el
 FUZZTIME ?= 30s
 fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
 	$(GO) test -run '^$$' -fuzz '^FuzzNormalize$$' -fuzztime $(FUZZTIME) ./processor/auditprocessor/
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMap$$' -fuzztime $(FUZZTIME) ./internal/pjson/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMap$$' -fuzztime $(FUZZTIME) ./internal/shared/pjson/
 	$(GO) test -run '^$$' -fuzz '^FuzzPrepare$$' -fuzztime $(FUZZTIME) ./exporter/auditelasticsearchexporter/
 	$(GO) test -run '^$$' -fuzz '^FuzzQueueEntry$$' -fuzztime $(FUZZTIME) ./exporter/auditelasticsearchexporter/
-	$(GO) test -run '^$$' -fuzz '^FuzzCSVRow$$' -fuzztime $(FUZZTIME) ./internal/auditquery/
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/layout/
+	$(GO) test -run '^$$' -fuzz '^FuzzCSVRow$$' -fuzztime $(FUZZTIME) ./internal/query/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/shared/layout/
 	$(GO) test -run '^$$' -fuzz '^FuzzParams$$' -fuzztime $(FUZZTIME) ./internal/tenantapi/
 	$(GO) test -run '^$$' -fuzz '^FuzzCursor$$' -fuzztime $(FUZZTIME) ./internal/tenantapi/
 

@@ -21,8 +21,8 @@ import (
 
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/auditlog"
-	"github.com/auditpipe/auditpipe/internal/esinspect"
-	"github.com/auditpipe/auditpipe/internal/estest"
+	"github.com/auditpipe/auditpipe/internal/testrig/esinspect"
+	"github.com/auditpipe/auditpipe/internal/testrig/estest"
 )
 
 // TestFiveThousandTeamsOnTheDefaultNode: 5,000 teams with one event each, through the collector, on

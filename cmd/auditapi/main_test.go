@@ -29,10 +29,10 @@ import (
 
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/auditlog"
-	"github.com/auditpipe/auditpipe/internal/auditquery"
-	"github.com/auditpipe/auditpipe/internal/esinspect"
-	"github.com/auditpipe/auditpipe/internal/estest"
-	"github.com/auditpipe/auditpipe/internal/layout"
+	"github.com/auditpipe/auditpipe/internal/query"
+	"github.com/auditpipe/auditpipe/internal/testrig/esinspect"
+	"github.com/auditpipe/auditpipe/internal/testrig/estest"
+	"github.com/auditpipe/auditpipe/internal/shared/layout"
 	"github.com/auditpipe/auditpipe/internal/tenantapi"
 )
 
@@ -86,7 +86,7 @@ func serve(t *testing.T, args ...string) server {
 }
 
 // mint creates a key of a team as `auditctl keys create` does.
-func mint(t *testing.T, c *auditquery.Client, keysIndex, team string) string {
+func mint(t *testing.T, c *query.Client, keysIndex, team string) string {
 	t.Helper()
 	keys, err := tenantapi.NewKeys(c, keysIndex)
 	require.NoError(t, err)
@@ -102,8 +102,8 @@ func mint(t *testing.T, c *auditquery.Client, keysIndex, team string) string {
 // `auditctl keys create` mints it, and stops it with its context (SIGTERM).
 func TestServesAKeysTeamAndLogsNoSecret(t *testing.T) {
 	url, prefix := estest.URL(t), estest.Prefix(t)
-	conn := auditquery.Conn{URLs: []string{url}, IndexPrefix: prefix + layout.DefaultPrefix, QuarantineIndex: prefix + layout.DefaultQuarantine, InstallTemplates: true}
-	c, err := auditquery.New(conn)
+	conn := query.Conn{URLs: []string{url}, IndexPrefix: prefix + layout.DefaultPrefix, QuarantineIndex: prefix + layout.DefaultQuarantine, InstallTemplates: true}
+	c, err := query.New(conn)
 	require.NoError(t, err)
 	_, err = c.RecordAll(context.Background(), []audit.Event{
 		{Action: audit.ActionJobCreated, TeamID: "501", Actor: auditlog.System()},
@@ -181,7 +181,7 @@ exporters:
 	base := "https://" + srv.addr
 	assert.Contains(t, srv.logs.String(), `"index_prefix":"`+prefix+`audit-"`)
 
-	c, err := auditquery.New(auditquery.Conn{URLs: []string{url}, IndexPrefix: prefix + "audit-", QuarantineIndex: prefix + "audit-quarantine", InstallTemplates: true})
+	c, err := query.New(query.Conn{URLs: []string{url}, IndexPrefix: prefix + "audit-", QuarantineIndex: prefix + "audit-quarantine", InstallTemplates: true})
 	require.NoError(t, err)
 	token := mint(t, c, prefix+"keys", "511")
 

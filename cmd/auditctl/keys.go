@@ -9,13 +9,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/auditpipe/auditpipe/internal/auditquery"
+	"github.com/auditpipe/auditpipe/internal/query"
 	"github.com/auditpipe/auditpipe/internal/tenantapi"
 )
 
 // keysCmd mints, lists and revokes the keys of the audit log API (auditapi). A new key's token is
 // printed once, alone on the first line of standard output; only its hash is stored.
-func keysCmd(ctx context.Context, fs *flag.FlagSet, connect *auditquery.Flags, args []string, stdout, stderr io.Writer) error {
+func keysCmd(ctx context.Context, fs *flag.FlagSet, connect *query.Flags, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return errors.New("keys: create, list or revoke")
 	}
@@ -23,7 +23,7 @@ func keysCmd(ctx context.Context, fs *flag.FlagSet, connect *auditquery.Flags, a
 	fs.Init("auditctl keys "+sub, flag.ContinueOnError)
 	team := fs.String("team", "", "the team id (required)")
 	keysIndex := tenantapi.KeysIndexFlag(fs)
-	open := func() (*auditquery.Client, *tenantapi.Keys, error) {
+	open := func() (*query.Client, *tenantapi.Keys, error) {
 		if *team == "" {
 			return nil, nil, fmt.Errorf("keys %s: --team is required", sub)
 		}
@@ -35,7 +35,7 @@ func keysCmd(ctx context.Context, fs *flag.FlagSet, connect *auditquery.Flags, a
 		return c, k, err
 	}
 	// openRecording also starts the in-process pipeline that records key events as the collector would.
-	openRecording := func() (*tenantapi.Keys, *auditquery.Recorder, error) {
+	openRecording := func() (*tenantapi.Keys, *query.Recorder, error) {
 		c, k, err := open()
 		if err != nil {
 			return nil, nil, err

@@ -11,9 +11,9 @@ import (
 
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/auditlog"
-	"github.com/auditpipe/auditpipe/internal/auditquery"
-	"github.com/auditpipe/auditpipe/internal/esinspect"
-	"github.com/auditpipe/auditpipe/internal/layout"
+	"github.com/auditpipe/auditpipe/internal/query"
+	"github.com/auditpipe/auditpipe/internal/testrig/esinspect"
+	"github.com/auditpipe/auditpipe/internal/shared/layout"
 )
 
 // TestKeysCreateListRevoke: the token alone on the first line of standard output, once; list shows
@@ -58,10 +58,10 @@ func TestKeysCreateListRevoke(t *testing.T) {
 	_, _, err = auditctl(t, append([]string{"keys", "create", "--team", "401", "--scope", "read"}, conn...)...)
 	assert.ErrorContains(t, err, "operator")
 
-	c, err := auditquery.New(auditquery.Conn{URLs: []string{conn[1]}, IndexPrefix: conn[3], QuarantineIndex: conn[5]})
+	c, err := query.New(query.Conn{URLs: []string{conn[1]}, IndexPrefix: conn[3], QuarantineIndex: conn[5]})
 	require.NoError(t, err)
 	require.NoError(t, esinspect.Refresh(conn[1], conn[3]))
-	docs, _, err := c.Page(context.Background(), auditquery.Filter{Team: "401", Actions: []string{"audit_api_key_*"}}, auditquery.Asc, 10, nil)
+	docs, _, err := c.Page(context.Background(), query.Filter{Team: "401", Actions: []string{"audit_api_key_*"}}, query.Asc, 10, nil)
 	require.NoError(t, err)
 	require.Len(t, docs, 2)
 	assert.Contains(t, string(docs[0]), `"audit_api_key_created"`)

@@ -10,13 +10,13 @@ import (
 	"time"
 
 	"github.com/auditpipe/auditpipe/audit"
-	"github.com/auditpipe/auditpipe/internal/auditquery"
-	"github.com/auditpipe/auditpipe/internal/layout"
+	"github.com/auditpipe/auditpipe/internal/query"
+	"github.com/auditpipe/auditpipe/internal/shared/layout"
 )
 
 // layoutCmd shows where a team's events go, and plans a move between tiers. Both read the layout
 // from --config (the collector's configuration), else the defaults.
-func layoutCmd(ctx context.Context, fs *flag.FlagSet, connect *auditquery.Flags, args []string, stdout io.Writer) error {
+func layoutCmd(ctx context.Context, fs *flag.FlagSet, connect *query.Flags, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
 		return errors.New("layout: a subcommand is required: show or plan")
 	}

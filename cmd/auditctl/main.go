@@ -37,7 +37,7 @@ import (
 
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/auditlog"
-	"github.com/auditpipe/auditpipe/internal/auditquery"
+	"github.com/auditpipe/auditpipe/internal/query"
 	kibanaobjects "github.com/auditpipe/auditpipe/kibana"
 )
 
@@ -85,7 +85,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if cmd == "kibana" {
 		return kibana(ctx, fs, args, stdout)
 	}
-	connect := auditquery.RegisterFlags(fs)
+	connect := query.RegisterFlags(fs)
 	switch cmd {
 	case "export":
 		return export(ctx, fs, connect, args, stdout, stderr)
@@ -109,7 +109,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // operatorFlag declares --operator: who does what, recorded in the team's log (AUDITCTL_OPERATOR,
 // else the login name).
 func operatorFlag(fs *flag.FlagSet, who string) *string {
-	return fs.String("operator", auditquery.Env("AUDITCTL_OPERATOR", auditquery.Env("USER", "")), who+" (AUDITCTL_OPERATOR)")
+	return fs.String("operator", query.Env("AUDITCTL_OPERATOR", query.Env("USER", "")), who+" (AUDITCTL_OPERATOR)")
 }
 
 type multi []string
@@ -134,7 +134,7 @@ func parseTime(s string, now time.Time) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time, a date (2006-01-02) or a duration (24h)", s)
 }
 
-func export(ctx context.Context, fs *flag.FlagSet, connect *auditquery.Flags, args []string, stdout, stderr io.Writer) error {
+func export(ctx context.Context, fs *flag.FlagSet, connect *query.Flags, args []string, stdout, stderr io.Writer) error {
 	team := fs.String("team", "", "the team id (required)")
 	since := fs.String("since", "", "first event time, inclusive: RFC 3339, a date, or a duration back from now")
 	until := fs.String("until", "", "end time, exclusive: RFC 3339, a date, or a duration back from now")
@@ -155,11 +155,11 @@ func export(ctx context.Context, fs *flag.FlagSet, connect *auditquery.Flags, ar
 	if *operator == "" {
 		return errors.New("export: --operator is required (or AUDITCTL_OPERATOR): exports are recorded in the team's log")
 	}
-	if err := auditquery.Format(*format).Check(); err != nil {
+	if err := query.Format(*format).Check(); err != nil {
 		return fmt.Errorf("--format: %w", err)
 	}
 	now := time.Now()
-	f := auditquery.Filter{Team: *team, Actions: actions, ActorID: *actor}
+	f := query.Filter{Team: *team, Actions: actions, ActorID: *actor}
 	var err error
 	if f.Since, err = parseTime(*since, now); err != nil {
 		return fmt.Errorf("--since: %w", err)
@@ -212,11 +212,11 @@ func export(ctx context.Context, fs *flag.FlagSet, connect *auditquery.Flags, ar
 		return fmt.Errorf("recording the export in the team's log failed, so nothing was exported: %w", err)
 	}
 
-	var bar auditquery.Progress
+	var bar query.Progress
 	if *progress == "on" || (*progress == "auto" && isTerminal(stderr)) {
 		bar = &progressBar{w: stderr}
 	}
-	n, err := c.Export(ctx, f, auditquery.Format(*format), w, bar)
+	n, err := c.Export(ctx, f, query.Format(*format), w, bar)
 	if bar != nil {
 		fmt.Fprintln(stderr)
 	}
@@ -273,7 +273,7 @@ func (p *progressBar) Done(n int64) {
 	fmt.Fprintf(p.w, "\r[%s%s] %d/%d events (%.0f%%)", strings.Repeat("#", filled), strings.Repeat(".", width-filled), n, p.total, pct)
 }
 
-func teams(ctx context.Context, fs *flag.FlagSet, connect *auditquery.Flags, args []string, stdout io.Writer) error {
+func teams(ctx context.Context, fs *flag.FlagSet, connect *query.Flags, args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -292,7 +292,7 @@ func teams(ctx context.Context, fs *flag.FlagSet, connect *auditquery.Flags, arg
 	return nil
 }
 
-func show(ctx context.Context, fs *flag.FlagSet, connect *auditquery.Flags, args []string, stdout io.Writer) error {
+func show(ctx context.Context, fs *flag.FlagSet, connect *query.Flags, args []string, stdout io.Writer) error {
 	team := fs.String("team", "", "the team id (required)")
 	id := fs.String("id", "", "the event id (required)")
 	if err := fs.Parse(args); err != nil {
@@ -313,7 +313,7 @@ func show(ctx context.Context, fs *flag.FlagSet, connect *auditquery.Flags, args
 	return err
 }
 
-func tail(ctx context.Context, fs *flag.FlagSet, connect *auditquery.Flags, args []string, stdout io.Writer) error {
+func tail(ctx context.Context, fs *flag.FlagSet, connect *query.Flags, args []string, stdout io.Writer) error {
 	team := fs.String("team", "", "the team id (required)")
 	since := fs.String("since", "1m", "start from events at or after this time: RFC 3339, a date, or a duration back from now")
 	var actions multi
@@ -339,14 +339,14 @@ func tail(ctx context.Context, fs *flag.FlagSet, connect *auditquery.Flags, args
 		ctx, cancel = context.WithTimeout(ctx, *forDur)
 		defer cancel()
 	}
-	return c.Tail(ctx, auditquery.Filter{Team: *team, Actions: actions}, from, *interval, stdout)
+	return c.Tail(ctx, query.Filter{Team: *team, Actions: actions}, from, *interval, stdout)
 }
 
 func kibana(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.Writer) error {
-	url := fs.String("kibana-url", auditquery.Env("KIBANA_URL", "http://127.0.0.1:5601"), "Kibana URL (KIBANA_URL)")
-	user := fs.String("kibana-user", auditquery.Env("KIBANA_USER", ""), "Kibana user (KIBANA_USER)")
-	password := fs.String("kibana-password", auditquery.Env("KIBANA_PASSWORD", ""), "Kibana password (KIBANA_PASSWORD)")
-	apiKey := fs.String("kibana-api-key", auditquery.Env("KIBANA_API_KEY", ""), "Kibana API key (KIBANA_API_KEY)")
+	url := fs.String("kibana-url", query.Env("KIBANA_URL", "http://127.0.0.1:5601"), "Kibana URL (KIBANA_URL)")
+	user := fs.String("kibana-user", query.Env("KIBANA_USER", ""), "Kibana user (KIBANA_USER)")
+	password := fs.String("kibana-password", query.Env("KIBANA_PASSWORD", ""), "Kibana password (KIBANA_PASSWORD)")
+	apiKey := fs.String("kibana-api-key", query.Env("KIBANA_API_KEY", ""), "Kibana API key (KIBANA_API_KEY)")
 	file := fs.String("file", "", "saved objects NDJSON to import (default: the ones built into auditctl)")
 	team := fs.String("team", "", "print the link to one team's events in Discover instead of importing")
 	days := fs.Int("days", 30, "with --team: how many days back the link shows")
@@ -376,13 +376,13 @@ func kibana(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.Writ
 	return nil
 }
 
-func quarantine(ctx context.Context, fs *flag.FlagSet, connect *auditquery.Flags, args []string, stdout, stderr io.Writer) error {
+func quarantine(ctx context.Context, fs *flag.FlagSet, connect *query.Flags, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return errors.New("quarantine: list, show or replay")
 	}
 	sub, args := args[0], args[1:]
 	fs.Init("auditctl quarantine "+sub, flag.ContinueOnError)
-	var f auditquery.QuarantineFilter
+	var f query.QuarantineFilter
 	var since, until *string
 	var limit *int
 	if sub == "list" || sub == "replay" {
@@ -406,7 +406,7 @@ func quarantine(ctx context.Context, fs *flag.FlagSet, connect *auditquery.Flags
 			n = 50
 		}
 		fmt.Fprintf(stdout, "%-68s %-20s %-36s %-12s %s\n", "ID", "TEAM", "TIME", "STAGE", "REASONS")
-		return c.EachQuarantined(ctx, f, n, 500, func(docs []auditquery.Quarantined) (bool, error) {
+		return c.EachQuarantined(ctx, f, n, 500, func(docs []query.Quarantined) (bool, error) {
 			for _, d := range docs {
 				fmt.Fprintf(stdout, "%-68s %-20q %-36s %-12s %s\n", d.ID, d.Quarantine.TeamID, d.Timestamp, d.Quarantine.Stage, strings.Join(d.Quarantine.Reasons, "; "))
 			}
@@ -456,7 +456,7 @@ func quarantine(ctx context.Context, fs *flag.FlagSet, connect *auditquery.Flags
 	return fmt.Errorf("quarantine: unknown subcommand %q: list, show or replay", sub)
 }
 
-func parseQuarantineFlags(fs *flag.FlagSet, args []string, f *auditquery.QuarantineFilter, since, until *string) error {
+func parseQuarantineFlags(fs *flag.FlagSet, args []string, f *query.QuarantineFilter, since, until *string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -22,9 +22,9 @@ import (
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/auditlog"
 	"github.com/auditpipe/auditpipe/exporter/auditelasticsearchexporter"
-	"github.com/auditpipe/auditpipe/internal/auditquery"
-	"github.com/auditpipe/auditpipe/internal/estest"
-	"github.com/auditpipe/auditpipe/internal/layout"
+	"github.com/auditpipe/auditpipe/internal/query"
+	"github.com/auditpipe/auditpipe/internal/testrig/estest"
+	"github.com/auditpipe/auditpipe/internal/shared/layout"
 )
 
 // setup installs the index templates under a fresh prefix (as the collector does at start), loads
@@ -42,7 +42,7 @@ func setup(t *testing.T, events []audit.Event) []string {
 	require.NoError(t, exp.Start(context.Background(), componenttest.NewNopHost()))
 	require.NoError(t, exp.Shutdown(context.Background()))
 
-	c, err := auditquery.New(auditquery.Conn{URLs: []string{url}, IndexPrefix: cfg.IndexPrefix, QuarantineIndex: cfg.QuarantineIndex})
+	c, err := query.New(query.Conn{URLs: []string{url}, IndexPrefix: cfg.IndexPrefix, QuarantineIndex: cfg.QuarantineIndex})
 	require.NoError(t, err)
 	_, err = c.RecordAll(context.Background(), events)
 	require.NoError(t, err)

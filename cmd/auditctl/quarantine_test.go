@@ -21,7 +21,7 @@ import (
 	"go.opentelemetry.io/collector/processor/processortest"
 
 	"github.com/auditpipe/auditpipe/exporter/auditelasticsearchexporter"
-	"github.com/auditpipe/auditpipe/internal/auditquery"
+	"github.com/auditpipe/auditpipe/internal/query"
 	"github.com/auditpipe/auditpipe/processor/auditprocessor"
 )
 
@@ -30,7 +30,7 @@ import (
 func ingest(t *testing.T, conn []string, cfgPath string, ld plog.Logs) {
 	t.Helper()
 	pcfg := auditprocessor.NewFactory().CreateDefaultConfig().(*auditprocessor.Config)
-	require.NoError(t, auditquery.CollectorSection(context.Background(), cfgPath, "processors::audit", pcfg))
+	require.NoError(t, query.CollectorSection(context.Background(), cfgPath, "processors::audit", pcfg))
 	ef := auditelasticsearchexporter.NewFactory()
 	ecfg := ef.CreateDefaultConfig().(*auditelasticsearchexporter.Config)
 	ecfg.Endpoints = []string{conn[1]}

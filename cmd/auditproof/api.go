@@ -18,9 +18,9 @@ import (
 
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/auditlog"
-	"github.com/auditpipe/auditpipe/internal/auditquery"
-	"github.com/auditpipe/auditpipe/internal/esinspect"
-	"github.com/auditpipe/auditpipe/internal/layout"
+	"github.com/auditpipe/auditpipe/internal/query"
+	"github.com/auditpipe/auditpipe/internal/testrig/esinspect"
+	"github.com/auditpipe/auditpipe/internal/shared/layout"
 	"github.com/auditpipe/auditpipe/internal/tenantapi"
 )
 
@@ -32,8 +32,8 @@ const apiPrefix = "proof-api-"
 type apiRun struct {
 	env
 	ctx      context.Context
-	c        *auditquery.Client
-	rec      *auditquery.Recorder
+	c        *query.Client
+	rec      *query.Recorder
 	keys     *tenantapi.Keys
 	tokens   []teamKey
 	base     string // the server's URL
@@ -53,7 +53,7 @@ func apiBench(e env) bool {
 	defer esinspect.DeleteAll(e.esURL, apiPrefix)
 	r := &apiRun{env: e, ctx: context.Background()}
 	var err error
-	if r.c, err = auditquery.New(auditquery.Conn{URLs: []string{e.esURL}, IndexPrefix: apiPrefix + layout.DefaultPrefix,
+	if r.c, err = query.New(query.Conn{URLs: []string{e.esURL}, IndexPrefix: apiPrefix + layout.DefaultPrefix,
 		QuarantineIndex: apiPrefix + layout.DefaultQuarantine, InstallTemplates: true}); err != nil {
 		return failed(e, err)
 	}
@@ -293,7 +293,7 @@ func (r *apiRun) steps() error {
 	if err != nil {
 		return err
 	}
-	_, pos, err := r.c.Page(r.ctx, auditquery.Filter{Team: k.team}, auditquery.Desc, 100, nil)
+	_, pos, err := r.c.Page(r.ctx, query.Filter{Team: k.team}, query.Desc, 100, nil)
 	if err != nil || pos == nil {
 		return fmt.Errorf("a first page of team %s: %v", k.team, err)
 	}
@@ -306,7 +306,7 @@ func (r *apiRun) steps() error {
 	}{
 		{"check the key (get by id)", func() error { _, err := r.keys.Authenticate(r.ctx, k.token, time.Now()); return err }},
 		{"a cursor page (search of 101 on the point in time)", func() error {
-			_, _, err := r.c.Page(r.ctx, auditquery.Filter{Team: k.team}, auditquery.Desc, 100, pos)
+			_, _, err := r.c.Page(r.ctx, query.Filter{Team: k.team}, query.Desc, 100, pos)
 			return err
 		}},
 		{"the smallest search (1 hit, no point in time)", func() error {

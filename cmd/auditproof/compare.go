@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/auditpipe/auditpipe/exporter/auditelasticsearchexporter"
-	"github.com/auditpipe/auditpipe/internal/esinspect"
-	"github.com/auditpipe/auditpipe/internal/layout"
-	"github.com/auditpipe/auditpipe/internal/loadgen"
+	"github.com/auditpipe/auditpipe/internal/testrig/esinspect"
+	"github.com/auditpipe/auditpipe/internal/shared/layout"
+	"github.com/auditpipe/auditpipe/internal/testrig/loadgen"
 )
 
 // compare runs, in one run on one node, the same load through this collector and through a

@@ -30,9 +30,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/auditpipe/auditpipe/internal/collectorproc"
-	"github.com/auditpipe/auditpipe/internal/esinspect"
-	"github.com/auditpipe/auditpipe/internal/loadgen"
+	"github.com/auditpipe/auditpipe/internal/testrig/collectorproc"
+	"github.com/auditpipe/auditpipe/internal/testrig/esinspect"
+	"github.com/auditpipe/auditpipe/internal/testrig/loadgen"
 )
 
 type env struct {

@@ -15,9 +15,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/auditpipe/auditpipe/internal/esinspect"
-	"github.com/auditpipe/auditpipe/internal/faultproxy"
-	"github.com/auditpipe/auditpipe/internal/loadgen"
+	"github.com/auditpipe/auditpipe/internal/testrig/esinspect"
+	"github.com/auditpipe/auditpipe/internal/testrig/faultproxy"
+	"github.com/auditpipe/auditpipe/internal/testrig/loadgen"
 )
 
 // httpc bounds every request of the proof: a hung node fails a scenario instead of hanging it.

@@ -6,9 +6,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/auditpipe/auditpipe/internal/esinspect"
-	"github.com/auditpipe/auditpipe/internal/layout"
-	"github.com/auditpipe/auditpipe/internal/loadgen"
+	"github.com/auditpipe/auditpipe/internal/testrig/esinspect"
+	"github.com/auditpipe/auditpipe/internal/shared/layout"
+	"github.com/auditpipe/auditpipe/internal/testrig/loadgen"
 )
 
 // verdict is what a scenario's stored documents show against the records the collector

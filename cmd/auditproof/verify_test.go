@@ -4,9 +4,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/auditpipe/auditpipe/internal/esinspect"
-	"github.com/auditpipe/auditpipe/internal/layout"
-	"github.com/auditpipe/auditpipe/internal/loadgen"
+	"github.com/auditpipe/auditpipe/internal/testrig/esinspect"
+	"github.com/auditpipe/auditpipe/internal/shared/layout"
+	"github.com/auditpipe/auditpipe/internal/testrig/loadgen"
 )
 
 // TestCheckCountsIDsNotTotals: the verdict fails for each way a record can go wrong, even where

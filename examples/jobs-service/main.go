@@ -34,7 +34,7 @@ import (
 
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/auditlog"
-	"github.com/auditpipe/auditpipe/internal/layout"
+	"github.com/auditpipe/auditpipe/internal/shared/layout"
 )
 
 func main() {

@@ -19,8 +19,8 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/processor/processortest"
 
-	"github.com/auditpipe/auditpipe/internal/esinspect"
-	"github.com/auditpipe/auditpipe/internal/estest"
+	"github.com/auditpipe/auditpipe/internal/testrig/esinspect"
+	"github.com/auditpipe/auditpipe/internal/testrig/estest"
 	"github.com/auditpipe/auditpipe/processor/auditprocessor"
 )
 

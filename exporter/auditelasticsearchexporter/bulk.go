@@ -14,7 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/auditpipe/auditpipe/audit"
-	"github.com/auditpipe/auditpipe/internal/pjson"
+	"github.com/auditpipe/auditpipe/internal/shared/pjson"
 	"github.com/auditpipe/auditpipe/internal/stored"
 )
 

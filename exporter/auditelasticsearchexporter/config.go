@@ -12,7 +12,7 @@ import (
 	"go.opentelemetry.io/collector/config/configretry"
 	"go.opentelemetry.io/collector/exporter/exporterhelper"
 
-	"github.com/auditpipe/auditpipe/internal/layout"
+	"github.com/auditpipe/auditpipe/internal/shared/layout"
 )
 
 // Config is the exporter's configuration.
@@ -31,7 +31,7 @@ type Config struct {
 	IndexPrefix string `mapstructure:"index_prefix"`
 	// QuarantineIndex receives invalid events and events Elasticsearch refuses, with the reasons.
 	QuarantineIndex string `mapstructure:"quarantine_index"`
-	// Layout maps each team's events to their partitions: tiers, periods, retention (internal/layout).
+	// Layout maps each team's events to their partitions: tiers, periods, retention (internal/shared/layout).
 	Layout layout.Config `mapstructure:"layout"`
 	// Template controls the index templates the exporter installs at start.
 	Template TemplateConfig `mapstructure:"template"`

@@ -12,7 +12,7 @@ import (
 	"go.opentelemetry.io/collector/confmap/confmaptest"
 
 	"github.com/auditpipe/auditpipe/exporter/auditelasticsearchexporter/internal/metadata"
-	"github.com/auditpipe/auditpipe/internal/layout"
+	"github.com/auditpipe/auditpipe/internal/shared/layout"
 )
 
 func loadConfig(t *testing.T, name string) *Config {

@@ -24,7 +24,7 @@ import (
 
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/exporter/auditelasticsearchexporter/internal/metadata"
-	"github.com/auditpipe/auditpipe/internal/layout"
+	"github.com/auditpipe/auditpipe/internal/shared/layout"
 )
 
 // Outcomes of otelcol_exporter_audit_documents. There is no "failed": a record that is not stored

@@ -20,7 +20,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog"
 
 	"github.com/auditpipe/auditpipe/audit"
-	"github.com/auditpipe/auditpipe/internal/estest"
+	"github.com/auditpipe/auditpipe/internal/testrig/estest"
 )
 
 // The failure paths of the exporter against the real node: every record ends stored, a verified

@@ -19,8 +19,8 @@ import (
 	"go.opentelemetry.io/collector/exporter/exportertest"
 	"go.opentelemetry.io/collector/pdata/plog"
 
-	"github.com/auditpipe/auditpipe/internal/estest"
-	"github.com/auditpipe/auditpipe/internal/faultproxy"
+	"github.com/auditpipe/auditpipe/internal/testrig/estest"
+	"github.com/auditpipe/auditpipe/internal/testrig/faultproxy"
 )
 
 // newFaultProxy answers every 4th bulk request with 503, drops the connection of every 7th, forwards

@@ -10,8 +10,8 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog"
 
 	"github.com/auditpipe/auditpipe/audit"
-	"github.com/auditpipe/auditpipe/internal/layout"
-	"github.com/auditpipe/auditpipe/internal/pjson"
+	"github.com/auditpipe/auditpipe/internal/shared/layout"
+	"github.com/auditpipe/auditpipe/internal/shared/pjson"
 )
 
 // FuzzPrepare feeds records that claim to be normalized (audit.status=valid) with arbitrary bodies to

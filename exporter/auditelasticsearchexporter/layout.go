@@ -9,10 +9,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/auditpipe/auditpipe/audit"
-	"github.com/auditpipe/auditpipe/internal/layout"
+	"github.com/auditpipe/auditpipe/internal/shared/layout"
 )
 
-// The layout stage: where an event document goes. The rule itself is internal/layout's; this file
+// The layout stage: where an event document goes. The rule itself is internal/shared/layout's; this file
 // applies it to an item and keeps the exporter from bringing back a partition the purge deleted.
 
 // place sets the index, _id and routing of an event at t, or returns the problem code of an event

@@ -9,8 +9,8 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog"
 
 	"github.com/auditpipe/auditpipe/audit"
-	"github.com/auditpipe/auditpipe/internal/canonical"
-	"github.com/auditpipe/auditpipe/internal/pjson"
+	"github.com/auditpipe/auditpipe/internal/shared/canonical"
+	"github.com/auditpipe/auditpipe/internal/shared/pjson"
 )
 
 // Quarantine stages and the exporter's own quarantine reasons (the processor's problem codes are

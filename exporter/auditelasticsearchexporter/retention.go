@@ -15,7 +15,7 @@ import (
 
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/exporter/auditelasticsearchexporter/internal/metadata"
-	"github.com/auditpipe/auditpipe/internal/layout"
+	"github.com/auditpipe/auditpipe/internal/shared/layout"
 )
 
 // Retention: expired data leaves by whole partitions, which works on any cluster (no ILM needed).

@@ -13,7 +13,7 @@ import (
 
 	"github.com/elastic/go-elasticsearch/v8"
 
-	"github.com/auditpipe/auditpipe/internal/layout"
+	"github.com/auditpipe/auditpipe/internal/shared/layout"
 )
 
 // templateVersion is the version of the mappings below. Raise it whenever they change; the exporter

@@ -14,7 +14,7 @@ import (
 	"github.com/elastic/go-elasticsearch/v8"
 
 	"github.com/auditpipe/auditpipe/audit"
-	"github.com/auditpipe/auditpipe/internal/pjson"
+	"github.com/auditpipe/auditpipe/internal/shared/pjson"
 )
 
 // Ref names one document.

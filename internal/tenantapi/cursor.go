@@ -9,7 +9,7 @@ import (
 	"errors"
 	"strings"
 
-	"github.com/auditpipe/auditpipe/internal/auditquery"
+	"github.com/auditpipe/auditpipe/internal/query"
 )
 
 // cursor is what a next_cursor carries: the listing's filters, where it stands, the access event
@@ -21,7 +21,7 @@ type cursor struct {
 	Version int                  `json:"v"`
 	KeyID   string               `json:"k"`
 	Query   listing              `json:"q"`
-	Pos     *auditquery.Position `json:"p"`
+	Pos     *query.Position `json:"p"`
 	ReadID  string               `json:"r"` // the audit_log_read event of this listing
 	Pages   int                  `json:"n"` // pages served so far
 	Events  int                  `json:"e"` // events served so far

@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/auditpipe/auditpipe/internal/auditquery"
+	"github.com/auditpipe/auditpipe/internal/query"
 )
 
 // FuzzParams: any query string gets a 400 naming a parameter or a listing whose query builds; never
@@ -44,7 +44,7 @@ func FuzzParams(f *testing.F) {
 // FuzzCursor: no string but a cursor this key issued decodes.
 func FuzzCursor(f *testing.F) {
 	k := &Key{ID: "0123456789abcdef01234567", Hash: strings.Repeat("ab", 32)}
-	good := encodeCursor(k, cursor{Query: listing{Actions: []string{"job_*"}}, Pos: &auditquery.Position{PIT: "p"}, ReadID: "r"})
+	good := encodeCursor(k, cursor{Query: listing{Actions: []string{"job_*"}}, Pos: &query.Position{PIT: "p"}, ReadID: "r"})
 	f.Add(good)
 	f.Add(good[:len(good)-1])
 	f.Add("e30.AAAA")
@@ -62,7 +62,7 @@ func FuzzCursor(f *testing.F) {
 func TestCursorIsBoundToItsKey(t *testing.T) {
 	a := &Key{ID: "0123456789abcdef01234567", Hash: strings.Repeat("ab", 32)}
 	b := &Key{ID: "0123456789abcdef01234567", Hash: strings.Repeat("cd", 32)} // same id, another secret
-	c := encodeCursor(a, cursor{Pos: &auditquery.Position{PIT: "p"}})
+	c := encodeCursor(a, cursor{Pos: &query.Position{PIT: "p"}})
 	_, err := decodeCursor(a, c)
 	require.NoError(t, err)
 	_, err = decodeCursor(b, c)

@@ -17,19 +17,19 @@ import (
 
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/auditlog"
-	"github.com/auditpipe/auditpipe/internal/auditquery"
-	"github.com/auditpipe/auditpipe/internal/esinspect"
-	"github.com/auditpipe/auditpipe/internal/estest"
-	"github.com/auditpipe/auditpipe/internal/layout"
+	"github.com/auditpipe/auditpipe/internal/query"
+	"github.com/auditpipe/auditpipe/internal/testrig/esinspect"
+	"github.com/auditpipe/auditpipe/internal/testrig/estest"
+	"github.com/auditpipe/auditpipe/internal/shared/layout"
 )
 
 // apiEnv is the API served over real HTTP by httptest, reading and writing the real test node under
 // a prefix of its own.
 type apiEnv struct {
 	t    *testing.T
-	c    *auditquery.Client
+	c    *query.Client
 	keys *Keys
-	rec  *auditquery.Recorder
+	rec  *query.Recorder
 	url  string
 
 	mu     sync.Mutex
@@ -40,7 +40,7 @@ type apiEnv struct {
 func newAPI(t *testing.T, rate float64) *apiEnv {
 	t.Helper()
 	prefix := estest.Prefix(t)
-	c, err := auditquery.New(auditquery.Conn{URLs: []string{estest.URL(t)}, IndexPrefix: prefix + layout.DefaultPrefix,
+	c, err := query.New(query.Conn{URLs: []string{estest.URL(t)}, IndexPrefix: prefix + layout.DefaultPrefix,
 		QuarantineIndex: prefix + layout.DefaultQuarantine, InstallTemplates: true})
 	require.NoError(t, err)
 	keys, err := NewKeys(c, prefix+"keys") // under the test's prefix, so its cleanup deletes it
@@ -183,16 +183,16 @@ func ids(evs []audit.Event) map[string]bool {
 }
 
 // teamLog returns a team's stored events of some actions, oldest first.
-func (e *apiEnv) teamLog(team string, actions ...string) []auditquery.Event {
+func (e *apiEnv) teamLog(team string, actions ...string) []query.Event {
 	e.t.Helper()
 	e.refresh()
-	var out []auditquery.Event
-	var pos *auditquery.Position
+	var out []query.Event
+	var pos *query.Position
 	for {
-		docs, next, err := e.c.Page(context.Background(), auditquery.Filter{Team: team, Actions: actions}, auditquery.Asc, 1000, pos)
+		docs, next, err := e.c.Page(context.Background(), query.Filter{Team: team, Actions: actions}, query.Asc, 1000, pos)
 		require.NoError(e.t, err)
 		for _, d := range docs {
-			ev, err := auditquery.ToEvent(d)
+			ev, err := query.ToEvent(d)
 			require.NoError(e.t, err)
 			out = append(out, ev)
 		}

@@ -25,8 +25,8 @@ import (
 
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/auditlog"
-	"github.com/auditpipe/auditpipe/internal/auditquery"
-	"github.com/auditpipe/auditpipe/internal/layout"
+	"github.com/auditpipe/auditpipe/internal/query"
+	"github.com/auditpipe/auditpipe/internal/shared/layout"
 )
 
 // Scopes a key may hold.
@@ -68,18 +68,18 @@ const keysMapping = `{"dynamic":"strict","properties":{
 // KeysIndexFlag declares --keys-index, the index of the keys (AUDIT_KEYS_INDEX), for the server and
 // for the tool that mints keys alike.
 func KeysIndexFlag(fs *flag.FlagSet) *string {
-	return fs.String("keys-index", auditquery.Env("AUDIT_KEYS_INDEX", layout.DefaultKeysIndex), "index of the API keys (AUDIT_KEYS_INDEX)")
+	return fs.String("keys-index", query.Env("AUDIT_KEYS_INDEX", layout.DefaultKeysIndex), "index of the API keys (AUDIT_KEYS_INDEX)")
 }
 
 // Keys stores keys in an index of their own, next to the audit indices.
 type Keys struct {
-	es    *auditquery.Client
+	es    *query.Client
 	index string
 }
 
 // NewKeys uses the index (layout.DefaultKeysIndex unless configured), which must not fall under
 // the audit indices' pattern: a reader of team events would read the keys.
-func NewKeys(es *auditquery.Client, index string) (*Keys, error) {
+func NewKeys(es *query.Client, index string) (*Keys, error) {
 	if !validIndexName(index) {
 		return nil, fmt.Errorf("keys index %q: use a lowercase index name", index)
 	}
@@ -123,7 +123,7 @@ const MaxKeyName = 200
 
 // Create mints a key and returns its token, which exists nowhere else: only its hash is stored. The
 // creation is recorded in the team's log first, so no key exists that its team's log does not show.
-func (k *Keys) Create(ctx context.Context, rec *auditquery.Recorder, s NewSpec) (token string, key Key, err error) {
+func (k *Keys) Create(ctx context.Context, rec *query.Recorder, s NewSpec) (token string, key Key, err error) {
 	if err := audit.CheckTeamID(s.Team); err != nil {
 		return "", Key{}, fmt.Errorf("team %w", err)
 	}
@@ -194,7 +194,7 @@ func hashSecret(secret string) string {
 func (k *Keys) ensureIndex(ctx context.Context) error {
 	body := `{"settings":{"index":{"number_of_shards":1,"auto_expand_replicas":"0-1"}},"mappings":` + keysMapping + `}`
 	err := k.es.Do(ctx, esapi.IndicesCreateRequest{Index: k.index, Body: strings.NewReader(body)}, nil)
-	if err != nil && !(auditquery.IsStatus(err, http.StatusBadRequest) && strings.Contains(err.Error(), "resource_already_exists_exception")) {
+	if err != nil && !(query.IsStatus(err, http.StatusBadRequest) && strings.Contains(err.Error(), "resource_already_exists_exception")) {
 		return fmt.Errorf("creating the keys index %s: %w", k.index, err)
 	}
 	return nil
@@ -207,7 +207,7 @@ func (k *Keys) get(ctx context.Context, id string) (key Key, ok bool, err error)
 		Source Key  `json:"_source"`
 	}
 	err = k.es.Do(ctx, esapi.GetRequest{Index: k.index, DocumentID: url.PathEscape(id)}, &doc)
-	if errors.Is(err, auditquery.ErrNoTeam) || auditquery.IsStatus(err, http.StatusNotFound) {
+	if errors.Is(err, query.ErrNoTeam) || query.IsStatus(err, http.StatusNotFound) {
 		return Key{}, false, nil // no keys index yet, or no such key
 	}
 	if err != nil || !doc.Found {
@@ -235,7 +235,7 @@ func (k *Keys) List(ctx context.Context, team string) ([]Key, error) {
 		} `json:"hits"`
 	}
 	err := k.es.Do(ctx, esapi.SearchRequest{Index: []string{k.index}, Body: bytes.NewReader(body)}, &res)
-	if errors.Is(err, auditquery.ErrNoTeam) {
+	if errors.Is(err, query.ErrNoTeam) {
 		return nil, nil
 	}
 	if err != nil {
@@ -251,7 +251,7 @@ func (k *Keys) List(ctx context.Context, team string) ([]Key, error) {
 
 // Revoke revokes a team's key, recording it in the team's log first. A key of another team is
 // unknown here.
-func (k *Keys) Revoke(ctx context.Context, rec *auditquery.Recorder, team, id, operator string) (Key, error) {
+func (k *Keys) Revoke(ctx context.Context, rec *query.Recorder, team, id, operator string) (Key, error) {
 	if err := audit.CheckTeamID(team); err != nil {
 		return Key{}, fmt.Errorf("team %w", err)
 	}

@@ -10,7 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/auditpipe/auditpipe/audit"
-	"github.com/auditpipe/auditpipe/internal/auditquery"
+	"github.com/auditpipe/auditpipe/internal/query"
 )
 
 // param is a query parameter an endpoint accepts: its longest value in bytes and how many times it
@@ -111,7 +111,7 @@ func parseListing(v url.Values) (listing, *apiError) {
 	l := listing{Actions: v["action"], ActorID: v.Get("actor_id"), TargetType: v.Get("target_type"), TargetID: v.Get("target_id"),
 		Since: v.Get("since"), Until: v.Get("until"), Order: v.Get("order")}
 	for _, a := range l.Actions {
-		if err := auditquery.CheckActionPattern(a); err != nil {
+		if err := query.CheckActionPattern(a); err != nil {
 			return l, badParam("action", "%q: use lowercase action names, with * and ? as wildcards", a)
 		}
 	}
@@ -140,18 +140,18 @@ func parseListing(v url.Values) (listing, *apiError) {
 
 // filter is the listing's query of a team. The times were checked by parseListing (a cursor's
 // listing too: it was checked before it was signed).
-func (l listing) filter(team string) auditquery.Filter {
-	f := auditquery.Filter{Team: team, Actions: l.Actions, ActorID: l.ActorID, TargetType: l.TargetType, TargetID: l.TargetID}
+func (l listing) filter(team string) query.Filter {
+	f := query.Filter{Team: team, Actions: l.Actions, ActorID: l.ActorID, TargetType: l.TargetType, TargetID: l.TargetID}
 	f.Since, _ = time.Parse(time.RFC3339Nano, l.Since)
 	f.Until, _ = time.Parse(time.RFC3339Nano, l.Until)
 	return f
 }
 
-func (l listing) order() auditquery.Order {
+func (l listing) order() query.Order {
 	if l.Order == "asc" {
-		return auditquery.Asc
+		return query.Asc
 	}
-	return auditquery.Desc
+	return query.Desc
 }
 
 // empty tells a request that gives no filter and no order (a cursor alone).

@@ -18,7 +18,7 @@ import (
 
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/auditlog"
-	"github.com/auditpipe/auditpipe/internal/auditquery"
+	"github.com/auditpipe/auditpipe/internal/query"
 )
 
 //go:embed openapi.json
@@ -29,9 +29,9 @@ func OpenAPI() []byte { return openAPI }
 
 // Config is what a Server needs.
 type Config struct {
-	Client    *auditquery.Client
+	Client    *query.Client
 	Keys      *Keys
-	Recorder  *auditquery.Recorder // records every access in the team's log
+	Recorder  *query.Recorder // records every access in the team's log
 	RateLimit float64              // requests a second per key, bursts of twice that; default 10
 	Logger    *slog.Logger         // default: discard
 	// Timeout bounds each Elasticsearch request of a request (default 30 s); WriteTimeout each
@@ -284,7 +284,7 @@ func (s *Server) actions(w http.ResponseWriter, _ *http.Request, _ url.Values, _
 
 // eventsPage is the answer of GET /v1/events.
 type eventsPage struct {
-	Data       []auditquery.Event `json:"data"`
+	Data       []query.Event `json:"data"`
 	NextCursor *string            `json:"next_cursor"`
 }
 
@@ -325,9 +325,9 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, v url.Values, ke
 	if err != nil {
 		return s.unavailable("reading the log", err)
 	}
-	page := eventsPage{Data: make([]auditquery.Event, 0, len(docs))}
+	page := eventsPage{Data: make([]query.Event, 0, len(docs))}
 	for _, d := range docs {
-		ev, err := auditquery.ToEvent(d)
+		ev, err := query.ToEvent(d)
 		if err != nil {
 			return s.unavailable("reading the log", err)
 		}
@@ -363,13 +363,13 @@ func (s *Server) event(w http.ResponseWriter, r *http.Request, _ url.Values, key
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
 	defer cancel()
 	doc, err := s.cfg.Client.Show(ctx, key.TeamID, id)
-	if errors.Is(err, auditquery.ErrNoEvent) {
+	if errors.Is(err, query.ErrNoEvent) {
 		return &apiError{status: 404, code: "not_found", msg: "this team has no event with this id"}
 	}
 	if err != nil {
 		return s.unavailable("reading the event", err)
 	}
-	ev, err := auditquery.ToEvent(doc)
+	ev, err := query.ToEvent(doc)
 	if err != nil {
 		return s.unavailable("reading the event", err)
 	}
@@ -385,11 +385,11 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request, v url.Values, ke
 	if e != nil {
 		return e
 	}
-	name, format, contentType := "csv", auditquery.CSV, "text/csv; charset=utf-8"
+	name, format, contentType := "csv", query.CSV, "text/csv; charset=utf-8"
 	switch v.Get("format") {
 	case "", "csv":
 	case "ndjson":
-		name, format, contentType = "ndjson", auditquery.Events, "application/x-ndjson"
+		name, format, contentType = "ndjson", query.Events, "application/x-ndjson"
 	default:
 		return badParam("format", "%q: use csv or ndjson", v.Get("format"))
 	}

@@ -20,7 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/auditpipe/auditpipe/audit"
-	"github.com/auditpipe/auditpipe/internal/auditquery"
+	"github.com/auditpipe/auditpipe/internal/query"
 )
 
 // TestPagingReturnsEveryEventOnceWhileEventsArrive pages through 2,500 events of a team, 100 at a
@@ -142,7 +142,7 @@ func TestAKeyReadsItsOwnTeamOnly(t *testing.T) {
 	tokA, keyA := e.mint("321", 0, ScopeRead, ScopeExport)
 	tokB, _ := e.mint("322", 0, ScopeRead, ScopeExport)
 
-	onlyA := func(evs []auditquery.Event) {
+	onlyA := func(evs []query.Event) {
 		t.Helper()
 		for _, ev := range evs {
 			require.Equal(t, "321", ev.TeamID)
@@ -223,7 +223,7 @@ func TestAKeyReadsItsOwnTeamOnly(t *testing.T) {
 	require.Equal(t, http.StatusOK, status)
 	n := 0
 	for line := range bytes.Lines(body) {
-		var ev auditquery.Event
+		var ev query.Event
 		require.NoError(t, json.Unmarshal(line, &ev))
 		require.Equal(t, "321", ev.TeamID)
 		n++
@@ -451,9 +451,9 @@ func TestExportIsTheSameCSVAsAuditctlAndStopsWithItsClient(t *testing.T) {
 	e.load(events("371", n, "x"))
 	tok, _ := e.mint("371", 0, ScopeExport)
 
-	f := auditquery.Filter{Team: "371", Actions: []string{"job_*"}}
+	f := query.Filter{Team: "371", Actions: []string{"job_*"}}
 	var want bytes.Buffer
-	_, err := e.c.Export(context.Background(), f, auditquery.CSV, &want, nil)
+	_, err := e.c.Export(context.Background(), f, query.CSV, &want, nil)
 	require.NoError(t, err)
 	status, _, body := e.get(tok, "/v1/export?action=job_*")
 	require.Equal(t, http.StatusOK, status)

@@ -12,8 +12,8 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog"
 
 	"github.com/auditpipe/auditpipe/audit"
-	"github.com/auditpipe/auditpipe/internal/canonical"
-	"github.com/auditpipe/auditpipe/internal/pjson"
+	"github.com/auditpipe/auditpipe/internal/shared/canonical"
+	"github.com/auditpipe/auditpipe/internal/shared/pjson"
 )
 
 // Semantic-convention attributes the processor reads when the body lacks the field.

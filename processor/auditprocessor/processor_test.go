@@ -21,7 +21,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
 
 	"github.com/auditpipe/auditpipe/audit"
-	"github.com/auditpipe/auditpipe/internal/pjson"
+	"github.com/auditpipe/auditpipe/internal/shared/pjson"
 	"github.com/auditpipe/auditpipe/processor/auditprocessor/internal/metadatatest"
 )
 

@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/auditpipe/auditpipe/internal/layout"
+	"github.com/auditpipe/auditpipe/internal/shared/layout"
 	"github.com/auditpipe/auditpipe/kibana"
 )
 

@@ -1,4 +1,4 @@
-package auditquery
+package query
 
 import (
 	"bytes"

@@ -13,7 +13,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/auditpipe/auditpipe/audit"
-	"github.com/auditpipe/auditpipe/internal/layout"
+	"github.com/auditpipe/auditpipe/internal/shared/layout"
 )
 
 // sink is an OTLP logs server that keeps what it receives, failing the first request it is sent.

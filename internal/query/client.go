@@ -1,6 +1,6 @@
-// Package auditquery reads the audit indices the exporter writes: it exports one team's log as CSV
+// Package query reads the audit indices the exporter writes: it exports one team's log as CSV
 // or NDJSON, lists teams, shows and follows events. cmd/auditctl is its command line.
-package auditquery
+package query
 
 import (
 	"bytes"
@@ -19,7 +19,7 @@ import (
 	"github.com/elastic/go-elasticsearch/v8/esapi"
 
 	"github.com/auditpipe/auditpipe/audit"
-	"github.com/auditpipe/auditpipe/internal/layout"
+	"github.com/auditpipe/auditpipe/internal/shared/layout"
 )
 
 // Conn says how to reach Elasticsearch; the same settings as the exporter's, from flags or the

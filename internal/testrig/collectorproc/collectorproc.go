@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/auditpipe/auditpipe/internal/layout"
+	"github.com/auditpipe/auditpipe/internal/shared/layout"
 )
 
 // Env is the environment config.example.yaml reads, on free ports.

@@ -14,7 +14,7 @@ import (
 
 	"github.com/elastic/go-elasticsearch/v8"
 
-	"github.com/auditpipe/auditpipe/internal/esinspect"
+	"github.com/auditpipe/auditpipe/internal/testrig/esinspect"
 )
 
 // DefaultURL is where scripts/elasticsearch.sh starts the node.

@@ -24,7 +24,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog"
 
 	"github.com/auditpipe/auditpipe/audit"
-	"github.com/auditpipe/auditpipe/internal/pjson"
+	"github.com/auditpipe/auditpipe/internal/shared/pjson"
 )
 
 var bufs = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}

@@ -1,4 +1,4 @@
-package auditquery
+package query
 
 import (
 	"flag"
@@ -13,8 +13,8 @@ import (
 
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/auditlog"
-	"github.com/auditpipe/auditpipe/internal/estest"
-	"github.com/auditpipe/auditpipe/internal/layout"
+	"github.com/auditpipe/auditpipe/internal/testrig/estest"
+	"github.com/auditpipe/auditpipe/internal/shared/layout"
 )
 
 // TestTheCollectorsCatalogDescribesExports: with --config, a CSV export describes an action of the

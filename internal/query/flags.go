@@ -1,4 +1,4 @@
-package auditquery
+package query
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 	"go.opentelemetry.io/collector/confmap/provider/fileprovider"
 
 	"github.com/auditpipe/auditpipe/exporter/auditelasticsearchexporter"
-	"github.com/auditpipe/auditpipe/internal/layout"
+	"github.com/auditpipe/auditpipe/internal/shared/layout"
 	"github.com/auditpipe/auditpipe/processor/auditprocessor"
 )
 

@@ -1,4 +1,4 @@
-package auditquery
+package query
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/auditlog"
-	"github.com/auditpipe/auditpipe/internal/layout"
+	"github.com/auditpipe/auditpipe/internal/shared/layout"
 )
 
 // TestOneTeamIsReadWhole: a team's log is read in one step whatever its tier and partitions: events

@@ -1,4 +1,4 @@
-package auditquery
+package query
 
 import (
 	"bytes"
@@ -17,9 +17,9 @@ import (
 
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/auditlog"
-	"github.com/auditpipe/auditpipe/internal/canonical"
-	"github.com/auditpipe/auditpipe/internal/layout"
-	"github.com/auditpipe/auditpipe/internal/pjson"
+	"github.com/auditpipe/auditpipe/internal/shared/canonical"
+	"github.com/auditpipe/auditpipe/internal/shared/layout"
+	"github.com/auditpipe/auditpipe/internal/shared/pjson"
 	"github.com/auditpipe/auditpipe/internal/stored"
 	"github.com/auditpipe/auditpipe/processor/auditprocessor"
 )

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/auditpipe/auditpipe/internal/layout"
+	"github.com/auditpipe/auditpipe/internal/shared/layout"
 )
 
 // client bounds every request: a node that stops answering fails the question, it does not hang it.
