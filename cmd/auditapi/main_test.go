@@ -30,10 +30,10 @@ import (
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/auditlog"
 	"github.com/auditpipe/auditpipe/internal/query"
-	"github.com/auditpipe/auditpipe/internal/testrig/esinspect"
-	"github.com/auditpipe/auditpipe/internal/testrig/estest"
 	"github.com/auditpipe/auditpipe/internal/shared/layout"
 	"github.com/auditpipe/auditpipe/internal/tenantapi"
+	"github.com/auditpipe/auditpipe/internal/testrig/esinspect"
+	"github.com/auditpipe/auditpipe/internal/testrig/estest"
 )
 
 // syncBuffer is the server's log, written by its goroutines and read by the test.

@@ -12,8 +12,8 @@ import (
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/auditlog"
 	"github.com/auditpipe/auditpipe/internal/query"
-	"github.com/auditpipe/auditpipe/internal/testrig/esinspect"
 	"github.com/auditpipe/auditpipe/internal/shared/layout"
+	"github.com/auditpipe/auditpipe/internal/testrig/esinspect"
 )
 
 // TestKeysCreateListRevoke: the token alone on the first line of standard output, once; list shows

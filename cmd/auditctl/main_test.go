@@ -23,8 +23,8 @@ import (
 	"github.com/auditpipe/auditpipe/auditlog"
 	"github.com/auditpipe/auditpipe/exporter/auditelasticsearchexporter"
 	"github.com/auditpipe/auditpipe/internal/query"
-	"github.com/auditpipe/auditpipe/internal/testrig/estest"
 	"github.com/auditpipe/auditpipe/internal/shared/layout"
+	"github.com/auditpipe/auditpipe/internal/testrig/estest"
 )
 
 // setup installs the index templates under a fresh prefix (as the collector does at start), loads

@@ -19,9 +19,9 @@ import (
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/auditlog"
 	"github.com/auditpipe/auditpipe/internal/query"
-	"github.com/auditpipe/auditpipe/internal/testrig/esinspect"
 	"github.com/auditpipe/auditpipe/internal/shared/layout"
 	"github.com/auditpipe/auditpipe/internal/tenantapi"
+	"github.com/auditpipe/auditpipe/internal/testrig/esinspect"
 )
 
 // apiPrefix names the indices of auditproof api on its node.

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/auditpipe/auditpipe/exporter/auditelasticsearchexporter"
-	"github.com/auditpipe/auditpipe/internal/testrig/esinspect"
 	"github.com/auditpipe/auditpipe/internal/shared/layout"
+	"github.com/auditpipe/auditpipe/internal/testrig/esinspect"
 	"github.com/auditpipe/auditpipe/internal/testrig/loadgen"
 )
 

@@ -11,8 +11,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/auditpipe/auditpipe/internal/testrig/esinspect"
 	"github.com/auditpipe/auditpipe/internal/shared/layout"
+	"github.com/auditpipe/auditpipe/internal/testrig/esinspect"
 )
 
 // rawReplay measures what the node takes without the collector: it reads the events a run stored

@@ -4,8 +4,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/auditpipe/auditpipe/internal/testrig/esinspect"
 	"github.com/auditpipe/auditpipe/internal/shared/layout"
+	"github.com/auditpipe/auditpipe/internal/testrig/esinspect"
 	"github.com/auditpipe/auditpipe/internal/testrig/loadgen"
 )
 

@@ -21,8 +21,8 @@ import (
 	"go.opentelemetry.io/collector/processor/processortest"
 
 	"github.com/auditpipe/auditpipe/audit"
-	"github.com/auditpipe/auditpipe/internal/testrig/estest"
 	"github.com/auditpipe/auditpipe/internal/shared/layout"
+	"github.com/auditpipe/auditpipe/internal/testrig/estest"
 	"github.com/auditpipe/auditpipe/processor/auditprocessor"
 )
 

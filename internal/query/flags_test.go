@@ -13,8 +13,8 @@ import (
 
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/auditlog"
-	"github.com/auditpipe/auditpipe/internal/testrig/estest"
 	"github.com/auditpipe/auditpipe/internal/shared/layout"
+	"github.com/auditpipe/auditpipe/internal/testrig/estest"
 )
 
 // TestTheCollectorsCatalogDescribesExports: with --config, a CSV export describes an action of the

@@ -18,13 +18,13 @@ import (
 // byte or another key's cursor fails the signature. It reveals the listing's own filters and the
 // sort values of an event the client has already read, nothing of another team.
 type cursor struct {
-	Version int                  `json:"v"`
-	KeyID   string               `json:"k"`
-	Query   listing              `json:"q"`
+	Version int             `json:"v"`
+	KeyID   string          `json:"k"`
+	Query   listing         `json:"q"`
 	Pos     *query.Position `json:"p"`
-	ReadID  string               `json:"r"` // the audit_log_read event of this listing
-	Pages   int                  `json:"n"` // pages served so far
-	Events  int                  `json:"e"` // events served so far
+	ReadID  string          `json:"r"` // the audit_log_read event of this listing
+	Pages   int             `json:"n"` // pages served so far
+	Events  int             `json:"e"` // events served so far
 }
 
 const cursorVersion = 1

@@ -18,9 +18,9 @@ import (
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/auditlog"
 	"github.com/auditpipe/auditpipe/internal/query"
+	"github.com/auditpipe/auditpipe/internal/shared/layout"
 	"github.com/auditpipe/auditpipe/internal/testrig/esinspect"
 	"github.com/auditpipe/auditpipe/internal/testrig/estest"
-	"github.com/auditpipe/auditpipe/internal/shared/layout"
 )
 
 // apiEnv is the API served over real HTTP by httptest, reading and writing the real test node under

@@ -32,8 +32,8 @@ type Config struct {
 	Client    *query.Client
 	Keys      *Keys
 	Recorder  *query.Recorder // records every access in the team's log
-	RateLimit float64              // requests a second per key, bursts of twice that; default 10
-	Logger    *slog.Logger         // default: discard
+	RateLimit float64         // requests a second per key, bursts of twice that; default 10
+	Logger    *slog.Logger    // default: discard
 	// Timeout bounds each Elasticsearch request of a request (default 30 s); WriteTimeout each
 	// write to a client (default 60 s): a client that stops reading an export loses it, and its
 	// point in time is closed.
@@ -285,7 +285,7 @@ func (s *Server) actions(w http.ResponseWriter, _ *http.Request, _ url.Values, _
 // eventsPage is the answer of GET /v1/events.
 type eventsPage struct {
 	Data       []query.Event `json:"data"`
-	NextCursor *string            `json:"next_cursor"`
+	NextCursor *string       `json:"next_cursor"`
 }
 
 // events: GET /v1/events. A listing is recorded as an audit_log_read event when its first page is
