@@ -181,3 +181,55 @@ func (c *Catalog) ActionNames() []string {
 
 // TeamSettings returns the settings tracked by team_settings_changed.
 func (c *Catalog) TeamSettings() []Setting { return append([]Setting(nil), c.settings...) }
+
+// Values of CatalogConfig.Mode.
+const (
+	CatalogExtend  = "extend"
+	CatalogReplace = "replace"
+)
+
+// CatalogConfig is the collector's catalog setting (key catalog), the same in the audit processor
+// and the Elasticsearch exporter: an operator's catalog file (the format of catalog.yaml) that
+// extends or replaces the embedded catalog.
+type CatalogConfig struct {
+	File string `mapstructure:"file"`
+	// Mode is "extend" (default): the file's actions are added to the embedded ones, or "replace".
+	Mode string `mapstructure:"mode"`
+}
+
+// DefaultCatalogConfig is the embedded catalog, extended by nothing.
+func DefaultCatalogConfig() CatalogConfig { return CatalogConfig{Mode: CatalogExtend} }
+
+// Check reports the setting's problems, each naming its key (catalog.mode, catalog.file). It is not
+// named Validate so that the collector does not report them a second time for the component.
+func (c CatalogConfig) Check() error {
+	var errs []error
+	switch c.Mode {
+	case CatalogExtend, CatalogReplace:
+	default:
+		errs = append(errs, fmt.Errorf("catalog.mode: %q is not one of %q, %q", c.Mode, CatalogExtend, CatalogReplace))
+	}
+	if c.File != "" {
+		if _, err := LoadCatalogFile(c.File); err != nil {
+			errs = append(errs, fmt.Errorf("catalog.file: %w", err))
+		}
+	} else if c.Mode == CatalogReplace {
+		errs = append(errs, errors.New("catalog.file: required when catalog.mode is replace"))
+	}
+	return errors.Join(errs...)
+}
+
+// Load returns the catalog the setting describes.
+func (c CatalogConfig) Load() (*Catalog, error) {
+	if c.File == "" {
+		return DefaultCatalog(), nil
+	}
+	file, err := LoadCatalogFile(c.File)
+	if err != nil {
+		return nil, fmt.Errorf("catalog.file: %w", err)
+	}
+	if c.Mode == CatalogReplace {
+		return file, nil
+	}
+	return DefaultCatalog().Extend(file), nil
+}

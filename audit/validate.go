@@ -168,23 +168,6 @@ func SafeID(id string) (safe string, repaired bool) {
 	return "sha256-" + hex.EncodeToString(sum[:]), true
 }
 
-// CheckIndexName applies Elasticsearch's index name rules, the ones a configuration can break.
-func CheckIndexName(name string) error {
-	switch {
-	case name == "", name == ".", name == "..":
-		return fmt.Errorf("%q is not a valid index name", name)
-	case len(name) > 255:
-		return fmt.Errorf("index name is longer than 255 bytes")
-	case strings.ContainsAny(name[:1], "-_+"):
-		return fmt.Errorf("%q must not start with -, _ or +", name)
-	case strings.ToLower(name) != name:
-		return fmt.Errorf("%q must be lowercase", name)
-	case strings.ContainsAny(name, `\/*?"<>| ,#:`):
-		return fmt.Errorf(`%q must not contain \ / * ? " < > | space , # :`, name)
-	}
-	return nil
-}
-
 // Truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
 func Truncate(s string, n int) string {
 	if len(s) <= n {

@@ -19,10 +19,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/auditpipe/auditpipe/internal/document"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/auditpipe/auditpipe/exporter/auditelasticsearchexporter"
 )
 
 type savedObject struct {
@@ -52,7 +52,7 @@ func mappedFields(t *testing.T) (fields map[string]bool, flattened []string) {
 	var m struct {
 		Properties map[string]json.RawMessage `json:"properties"`
 	}
-	require.NoError(t, json.Unmarshal([]byte(auditelasticsearchexporter.EventMappings), &m))
+	require.NoError(t, json.Unmarshal([]byte(document.EventMappings), &m))
 	fields = map[string]bool{}
 	var walk func(prefix string, props map[string]json.RawMessage)
 	walk = func(prefix string, props map[string]json.RawMessage) {

@@ -23,7 +23,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/auditpipe/auditpipe/internal/query"
+	"github.com/auditpipe/auditpipe/internal/recorder"
+
 	"github.com/auditpipe/auditpipe/internal/tenantapi"
 )
 
@@ -42,12 +43,12 @@ func main() {
 func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr string)) error {
 	fs := flag.NewFlagSet("auditapi", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	listen := fs.String("listen", query.Env("AUDITAPI_LISTEN", "127.0.0.1:8090"), "address to listen on (AUDITAPI_LISTEN)")
+	listen := fs.String("listen", recorder.Env("AUDITAPI_LISTEN", "127.0.0.1:8090"), "address to listen on (AUDITAPI_LISTEN)")
 	rate := fs.Float64("rate-limit", 10, "requests a second per key; bursts of twice that")
 	cert := fs.String("tls-cert", "", "PEM certificate file: serve HTTPS (with --tls-key)")
 	key := fs.String("tls-key", "", "PEM private key file of --tls-cert")
 	keysIndex := tenantapi.KeysIndexFlag(fs)
-	connect := query.RegisterFlags(fs)
+	connect := recorder.RegisterFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -73,7 +74,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 	if err != nil {
 		return err
 	}
-	rec, err := c.NewRecorder(ctx, pcfg)
+	rec, err := recorder.New(ctx, c, pcfg)
 	if err != nil {
 		return fmt.Errorf("starting the recorder of access events: %w", err)
 	}

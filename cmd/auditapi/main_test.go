@@ -24,6 +24,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/auditpipe/auditpipe/internal/recorder"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -90,7 +92,7 @@ func mint(t *testing.T, c *query.Client, keysIndex, team string) string {
 	t.Helper()
 	keys, err := tenantapi.NewKeys(c, keysIndex)
 	require.NoError(t, err)
-	rec, err := c.NewRecorder(context.Background(), nil)
+	rec, err := recorder.New(context.Background(), c, nil)
 	require.NoError(t, err)
 	defer rec.Close()
 	token, _, err := keys.Create(context.Background(), rec, tenantapi.NewSpec{Team: team, Scopes: []string{"read"}, Operator: "op"})
@@ -105,7 +107,7 @@ func TestServesAKeysTeamAndLogsNoSecret(t *testing.T) {
 	conn := query.Conn{URLs: []string{url}, IndexPrefix: prefix + layout.DefaultPrefix, QuarantineIndex: prefix + layout.DefaultQuarantine, InstallTemplates: true}
 	c, err := query.New(conn)
 	require.NoError(t, err)
-	_, err = c.RecordAll(context.Background(), []audit.Event{
+	_, err = recorder.RecordAll(context.Background(), c, []audit.Event{
 		{Action: audit.ActionJobCreated, TeamID: "501", Actor: auditlog.System()},
 		{Action: audit.ActionJobCreated, TeamID: "502", Actor: auditlog.System()},
 	})
@@ -147,6 +149,8 @@ func TestFlagsAreChecked(t *testing.T) {
 		{[]string{"--tls-cert", "x.pem"}, "--tls-key"},
 		{[]string{"--keys-index", "audit-keys"}, "must not start with the audit indices' prefix"},
 		{[]string{"--keys-index", "Keys"}, "lowercase"},
+		{[]string{"--keys-index", ".keys"}, "must not start with"},
+		{[]string{"--keys-index", "keys#1"}, "must not contain"},
 		{[]string{"--index-prefix", "Audit-"}, "index_prefix"},
 		{[]string{"extra"}, "unexpected arguments"},
 	} {

@@ -10,12 +10,13 @@ import (
 	"time"
 
 	"github.com/auditpipe/auditpipe/internal/query"
+	"github.com/auditpipe/auditpipe/internal/recorder"
 	"github.com/auditpipe/auditpipe/internal/tenantapi"
 )
 
 // keysCmd mints, lists and revokes the keys of the audit log API (auditapi). A new key's token is
 // printed once, alone on the first line of standard output; only its hash is stored.
-func keysCmd(ctx context.Context, fs *flag.FlagSet, connect *query.Flags, args []string, stdout, stderr io.Writer) error {
+func keysCmd(ctx context.Context, fs *flag.FlagSet, connect *recorder.Flags, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return errors.New("keys: create, list or revoke")
 	}
@@ -35,7 +36,7 @@ func keysCmd(ctx context.Context, fs *flag.FlagSet, connect *query.Flags, args [
 		return c, k, err
 	}
 	// openRecording also starts the in-process pipeline that records key events as the collector would.
-	openRecording := func() (*tenantapi.Keys, *query.Recorder, error) {
+	openRecording := func() (*tenantapi.Keys, *recorder.Recorder, error) {
 		c, k, err := open()
 		if err != nil {
 			return nil, nil, err
@@ -44,7 +45,7 @@ func keysCmd(ctx context.Context, fs *flag.FlagSet, connect *query.Flags, args [
 		if err != nil {
 			return nil, nil, err
 		}
-		rec, err := c.NewRecorder(ctx, pcfg)
+		rec, err := recorder.New(ctx, c, pcfg)
 		return k, rec, err
 	}
 	switch sub {

@@ -6,17 +6,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/auditpipe/auditpipe/audit"
-	"github.com/auditpipe/auditpipe/internal/query"
+	"github.com/auditpipe/auditpipe/internal/recorder"
 	"github.com/auditpipe/auditpipe/internal/shared/layout"
 )
 
 // layoutCmd shows where a team's events go, and plans a move between tiers. Both read the layout
 // from --config (the collector's configuration), else the defaults.
-func layoutCmd(ctx context.Context, fs *flag.FlagSet, connect *query.Flags, args []string, stdout io.Writer) error {
+func layoutCmd(ctx context.Context, fs *flag.FlagSet, connect *recorder.Flags, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
 		return errors.New("layout: a subcommand is required: show or plan")
 	}
@@ -109,7 +108,7 @@ func layoutCmd(ctx context.Context, fs *flag.FlagSet, connect *query.Flags, args
 		if !ok || p.Tier != layout.Shared {
 			continue
 		}
-		dest := strings.Replace(ix.Index, lay.Prefix()+layout.Shared+".", lay.Prefix()+layout.Dedicated+"."+*team+".", 1)
+		dest := lay.DedicatedPartition(*team, p)
 		fmt.Fprintf(stdout, "\n  # %s: %d events\n", ix.Index, ix.Events)
 		fmt.Fprintf(stdout, "  POST _reindex {\"source\":{\"index\":%q,\"query\":{\"term\":{\"team_id\":%q}}},\"dest\":{\"index\":%q,\"op_type\":\"create\"}}\n", ix.Index, *team, dest)
 		fmt.Fprintf(stdout, "  POST %s/_delete_by_query?routing=%s {\"query\":{\"term\":{\"team_id\":%q}}}\n", ix.Index, *team, *team)

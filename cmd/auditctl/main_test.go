@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/auditpipe/auditpipe/internal/recorder"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component/componenttest"
@@ -44,7 +46,7 @@ func setup(t *testing.T, events []audit.Event) []string {
 
 	c, err := query.New(query.Conn{URLs: []string{url}, IndexPrefix: cfg.IndexPrefix, QuarantineIndex: cfg.QuarantineIndex})
 	require.NoError(t, err)
-	_, err = c.RecordAll(context.Background(), events)
+	_, err = recorder.RecordAll(context.Background(), c, events)
 	require.NoError(t, err)
 	req, _ := http.NewRequest(http.MethodPost, url+"/"+prefix+"*/_refresh", nil)
 	res, err := http.DefaultClient.Do(req)

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/auditpipe/auditpipe/internal/recorder"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component/componenttest"
@@ -21,7 +23,6 @@ import (
 	"go.opentelemetry.io/collector/processor/processortest"
 
 	"github.com/auditpipe/auditpipe/exporter/auditelasticsearchexporter"
-	"github.com/auditpipe/auditpipe/internal/query"
 	"github.com/auditpipe/auditpipe/processor/auditprocessor"
 )
 
@@ -30,7 +31,7 @@ import (
 func ingest(t *testing.T, conn []string, cfgPath string, ld plog.Logs) {
 	t.Helper()
 	pcfg := auditprocessor.NewFactory().CreateDefaultConfig().(*auditprocessor.Config)
-	require.NoError(t, query.CollectorSection(context.Background(), cfgPath, "processors::audit", pcfg))
+	require.NoError(t, recorder.CollectorSection(context.Background(), cfgPath, "processors::audit", pcfg))
 	ef := auditelasticsearchexporter.NewFactory()
 	ecfg := ef.CreateDefaultConfig().(*auditelasticsearchexporter.Config)
 	ecfg.Endpoints = []string{conn[1]}

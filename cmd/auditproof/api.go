@@ -11,8 +11,11 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/auditpipe/auditpipe/internal/recorder"
 
 	"github.com/google/uuid"
 
@@ -33,7 +36,7 @@ type apiRun struct {
 	env
 	ctx      context.Context
 	c        *query.Client
-	rec      *query.Recorder
+	rec      *recorder.Recorder
 	keys     *tenantapi.Keys
 	tokens   []teamKey
 	base     string // the server's URL
@@ -57,7 +60,7 @@ func apiBench(e env) bool {
 		QuarantineIndex: apiPrefix + layout.DefaultQuarantine, InstallTemplates: true}); err != nil {
 		return failed(e, err)
 	}
-	if r.rec, err = r.c.NewRecorder(r.ctx, nil); err != nil {
+	if r.rec, err = recorder.New(r.ctx, r.c, nil); err != nil {
 		return failed(e, err)
 	}
 	defer r.rec.Close()
@@ -269,7 +272,7 @@ func (r *apiRun) profile() error {
 	var queryNs, fetchNs int64
 	for i := 0; i < 20; i++ {
 		body := fmt.Sprintf(`{"size":101,"profile":true,"query":{"bool":{"filter":[{"term":{"team_id":"%d"}}]}},"sort":[{"@timestamp":"desc"},{"event.id":"desc"}]}`, 100000+i)
-		if err := esDo(http.MethodPost, r.esURL+"/"+apiPrefix+layout.DefaultPrefix+"*/_search", body, &prof); err != nil {
+		if err := esDo(http.MethodPost, r.esURL+"/"+strings.Join(r.c.Layout().ReadIndices(), ",")+"/_search", body, &prof); err != nil {
 			return err
 		}
 		for _, sh := range prof.Profile.Shards {
@@ -310,7 +313,7 @@ func (r *apiRun) steps() error {
 			return err
 		}},
 		{"the smallest search (1 hit, no point in time)", func() error {
-			return esDo(http.MethodPost, r.esURL+"/"+apiPrefix+layout.DefaultPrefix+"*/_search", fmt.Sprintf(`{"size":1,"query":{"term":{"team_id":%q}}}`, k.team), nil)
+			return esDo(http.MethodPost, r.esURL+"/"+strings.Join(r.c.Layout().ReadIndices(), ",")+"/_search", fmt.Sprintf(`{"size":1,"query":{"term":{"team_id":%q}}}`, k.team), nil)
 		}},
 		{"record an access event", func() error {
 			_, err := r.rec.Record(r.ctx, audit.Event{Action: audit.ActionAuditLogRead, TeamID: k.team, Actor: key.Actor()})

@@ -7,7 +7,8 @@ import (
 	"os"
 	"time"
 
-	"github.com/auditpipe/auditpipe/exporter/auditelasticsearchexporter"
+	"github.com/auditpipe/auditpipe/internal/document"
+
 	"github.com/auditpipe/auditpipe/internal/shared/layout"
 	"github.com/auditpipe/auditpipe/internal/testrig/esinspect"
 	"github.com/auditpipe/auditpipe/internal/testrig/loadgen"
@@ -75,7 +76,7 @@ func (e env) compareOne(who string, teams int, dur time.Duration) ([]any, error)
 			return nil, err
 		}
 		template := fmt.Sprintf(`{"index_patterns":[%q],"priority":300,"template":{"settings":{"index":{"number_of_shards":1,"number_of_replicas":0,"refresh_interval":"1s"}},"mappings":%s}}`,
-			lay.TemplatePattern(), auditelasticsearchexporter.EventProperties())
+			lay.TemplatePattern(), document.EventProperties)
 		if err := esDo(http.MethodPut, e.esURL+"/_index_template/"+r.env.Prefix+"contrib", template, nil); err != nil {
 			return nil, err
 		}

@@ -7,7 +7,8 @@ import (
 	"os"
 	"time"
 
-	"github.com/auditpipe/auditpipe/exporter/auditelasticsearchexporter"
+	"github.com/auditpipe/auditpipe/internal/document"
+
 	"github.com/auditpipe/auditpipe/internal/shared/layout"
 	"github.com/auditpipe/auditpipe/internal/testrig/esinspect"
 )
@@ -33,7 +34,7 @@ func footprint(e env) bool {
 
 	// An index per team, as the previous layout created them: one shard, no replica, the event mapping.
 	const indices = 400
-	body := `{"settings":{"number_of_shards":1,"number_of_replicas":0},"mappings":` + auditelasticsearchexporter.EventMappings + `}`
+	body := `{"settings":{"number_of_shards":1,"number_of_replicas":0},"mappings":` + document.EventMappings + `}`
 	began := time.Now()
 	for i := 0; i < indices; i++ {
 		if err := esPut(e.esURL+"/"+lay.Legacy(fmt.Sprint(100000+i)), body); err != nil {

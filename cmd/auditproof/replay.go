@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -81,7 +80,10 @@ func readForReplay(esURL string, lay *layout.Layout, toPrefix string) (bodies []
 	indices = map[string]string{}
 	var cur bytes.Buffer
 	err = esinspect.EachHit(esURL, lay.ReadIndices(), nil, func(h esinspect.Hit) error {
-		to := toPrefix + strings.TrimPrefix(h.Index, lay.Prefix())
+		to, ok := lay.Renamed(h.Index, toPrefix)
+		if !ok {
+			return fmt.Errorf("%s is not an index of the layout", h.Index)
+		}
 		indices[to] = h.Index
 		action, _ := json.Marshal(map[string]any{"create": map[string]any{"_index": to, "_id": h.ID, "routing": h.Routing}})
 		cur.Write(action)

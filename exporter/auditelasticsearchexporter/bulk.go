@@ -15,7 +15,7 @@ import (
 
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/internal/shared/pjson"
-	"github.com/auditpipe/auditpipe/internal/stored"
+	"github.com/auditpipe/auditpipe/internal/document"
 )
 
 // The exporter's one rule: a record leaves the exporter only as indexed, as a verified duplicate, or
@@ -95,7 +95,7 @@ func classifyItem(status int, errType string) itemOutcome {
 	return itemRetry // an answer not understood drops nothing
 }
 
-// sorted is what one pass over a set of documents found, beside the documents it stored.
+// sorted is what one pass over a set of documents found, beside the documents it document.
 type sorted struct {
 	retry    []*item // to send again after a backoff
 	reject   []*item // refused for their own fault
@@ -279,11 +279,11 @@ func requestError(raw []byte) errorBody {
 // a stored event (duplicate); another hash means a different event under a reused id, which goes to
 // quarantine as id_conflict with both hashes. Documents that cannot be checked now are retried.
 func (e *auditExporter) verify(ctx context.Context, items []*item) (dups, differ, retry []*item, err error) {
-	refs := make([]stored.Ref, len(items))
+	refs := make([]document.Ref, len(items))
 	for i, it := range items {
-		refs[i] = stored.Ref{Index: it.index, ID: it.id, Routing: it.routing}
+		refs[i] = document.Ref{Index: it.index, ID: it.id, Routing: it.routing}
 	}
-	docs, err := stored.Hashes(ctx, e.es, refs)
+	docs, err := document.Hashes(ctx, e.es, refs)
 	if err != nil {
 		return nil, nil, items, fmt.Errorf("verifying duplicates: %w", err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/consumer/consumererror"
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 
 	"github.com/auditpipe/auditpipe/audit"
@@ -450,23 +451,92 @@ func TestFakeThrottleHonoursRetryAfter(t *testing.T) {
 }
 
 // TestFakeQuarantineIDsAreScopedByTeam: two teams' invalid records with one client id are two
-// quarantine documents; the same record twice is one.
+// quarantine documents, each under its team; the same record twice is one. Bodies come as JSON
+// strings and as maps (which name the team in the map, not in the processor's parse).
 func TestFakeQuarantineIDsAreScopedByTeam(t *testing.T) {
+	for name, records := range map[string]func() plog.Logs{
+		"JSON string bodies": func() plog.Logs {
+			return normalized(t, rawEvent(7, "Bad Action", ""), rawEvent(8, "Bad Action", ""))
+		},
+		"map bodies": func() plog.Logs {
+			ld := plog.NewLogs()
+			lrs := ld.ResourceLogs().AppendEmpty().ScopeLogs().AppendEmpty().LogRecords()
+			for _, team := range []string{"7", "8"} {
+				lr := lrs.AppendEmpty()
+				lr.SetEventName("audit")
+				body := lr.Body().SetEmptyMap()
+				body.PutStr("action", "Bad Action")
+				body.PutStr("team_id", team)
+				body.PutEmptyMap("actor").PutStr("type", "system")
+			}
+			return processed(t, ld)
+		},
+		"identical map bodies, the team in an attribute": func() plog.Logs {
+			ld := plog.NewLogs()
+			lrs := ld.ResourceLogs().AppendEmpty().ScopeLogs().AppendEmpty().LogRecords()
+			for _, team := range []string{"7", "8"} {
+				lr := lrs.AppendEmpty()
+				lr.SetEventName("audit")
+				lr.Attributes().PutStr(audit.AttrTeamID, team)
+				body := lr.Body().SetEmptyMap()
+				body.PutStr("action", "Bad Action")
+				body.PutEmptyMap("actor").PutStr("type", "system")
+			}
+			return processed(t, ld)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFakeES(t)
+			e := fakeExporter(t, f)
+			ld := records()
+			for _, lr := range ld.ResourceLogs().At(0).ScopeLogs().At(0).LogRecords().All() {
+				lr.Attributes().PutStr(audit.AttrID, "client-1")
+				lr.SetTimestamp(pcommon.NewTimestampFromTime(baseTime))
+			}
+			require.NoError(t, e.pushLogs(context.Background(), ld))
+			require.NoError(t, e.pushLogs(context.Background(), ld))
+			q := f.stored("quarantine")
+			require.Len(t, q, 2)
+			teams := map[any]bool{}
+			for _, d := range q {
+				teams[d["quarantine"].(map[string]any)["team_id"]] = true
+				assert.Equal(t, "client-1", d["event"].(map[string]any)["id"])
+			}
+			assert.Equal(t, map[any]bool{"7": true, "8": true}, teams)
+		})
+	}
+}
+
+// TestFakeItemThrottledPastMaxAttemptsIsHandedBack: "no permanent error drops data", without a
+// node. One team's event is answered 429 on every attempt, past item_retry.max_attempts: the
+// export fails with a retryable error that hands exactly that record back to exporterhelper (the
+// other team's event is stored meanwhile), and once the cluster takes it the retry stores it.
+func TestFakeItemThrottledPastMaxAttemptsIsHandedBack(t *testing.T) {
 	f := newFakeES(t)
+	attempts := 0
+	f.script = func(_ int, items []fakeItem) fakeAnswer {
+		a := fakeAnswer{Items: map[int]fakeItemAnswer{}}
+		for i, it := range items {
+			if it.Routing == "8" {
+				attempts++
+				a.Items[i] = fakeItemAnswer{429, "es_rejected_execution_exception"}
+			}
+		}
+		return a
+	}
 	e := fakeExporter(t, f)
-	ld := normalized(t, rawEvent(7, "Bad Action", ""), rawEvent(8, "Bad Action", ""))
-	for _, lr := range ld.ResourceLogs().At(0).ScopeLogs().At(0).LogRecords().All() {
-		lr.Attributes().PutStr(audit.AttrID, "client-1")
-		lr.SetTimestamp(ld.ResourceLogs().At(0).ScopeLogs().At(0).LogRecords().At(0).Timestamp())
-	}
-	require.NoError(t, e.pushLogs(context.Background(), ld))
-	require.NoError(t, e.pushLogs(context.Background(), ld))
-	q := f.stored("quarantine")
-	require.Len(t, q, 2)
-	teams := map[any]bool{}
-	for _, d := range q {
-		teams[d["quarantine"].(map[string]any)["team_id"]] = true
-		assert.Equal(t, "client-1", d["event"].(map[string]any)["id"])
-	}
-	assert.Equal(t, map[any]bool{"7": true, "8": true}, teams)
+	err := e.pushLogs(context.Background(), normalized(t, rawEvent(7, "job_created", ""), rawEvent(8, "job_created", "")))
+	require.Error(t, err)
+	mustNotDrop(t, err)
+	assert.Equal(t, e.cfg.ItemRetry.MaxAttempts, attempts, "retried inside the export up to max_attempts")
+	failed := retried(t, err)
+	require.Equal(t, 1, failed.ItemsCount(), "exactly the throttled record is handed back")
+	assert.Equal(t, "8", failed.items[0].routing)
+	assert.Len(t, f.stored("7"), 1)
+	assert.Empty(t, f.stored("8"))
+	assert.Empty(t, f.stored("quarantine"), "a throttled record is no fault of its own")
+
+	f.script = nil
+	require.NoError(t, e.push(context.Background(), failed))
+	assert.Len(t, f.stored("8"), 1)
 }

@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/collector/config/configretry"
 	"go.opentelemetry.io/collector/exporter/exporterhelper"
 
+	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/internal/shared/layout"
 )
 
@@ -33,6 +34,10 @@ type Config struct {
 	QuarantineIndex string `mapstructure:"quarantine_index"`
 	// Layout maps each team's events to their partitions: tiers, periods, retention (internal/shared/layout).
 	Layout layout.Config `mapstructure:"layout"`
+	// Catalog is the action catalog the stored documents describe actions with (event.category,
+	// audit.action_description, and audit.action_known where the record does not say): the same
+	// setting as the audit processor's catalog, and to be given the same value.
+	Catalog audit.CatalogConfig `mapstructure:"catalog"`
 	// Template controls the index templates the exporter installs at start.
 	Template TemplateConfig `mapstructure:"template"`
 
@@ -88,6 +93,7 @@ func createDefaultConfig() *Config {
 		IndexPrefix:      layout.DefaultPrefix,
 		QuarantineIndex:  layout.DefaultQuarantine,
 		Layout:           layout.NewDefaultConfig(),
+		Catalog:          audit.DefaultCatalogConfig(),
 		Template:         TemplateConfig{Install: true, Shards: 1, Replicas: 1, RefreshInterval: "1s"},
 		MaxDocumentBytes: 1 << 20,
 		Flush:            FlushConfig{Bytes: 5 << 20},
@@ -141,6 +147,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("user: user and password go together"))
 	}
 	if _, err := c.layout(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Catalog.Check(); err != nil {
 		errs = append(errs, err)
 	}
 	if c.Template.Shards < 1 {

@@ -71,6 +71,7 @@ func TestConfigErrorsNameTheirKey(t *testing.T) {
 		`layout.period: "weekly"`,
 		`layout.teams[0]: tier: "private"`,
 		`layout.retention.default: "forever"`,
+		`catalog.file: required when catalog.mode is replace`,
 	} {
 		assert.Contains(t, err.Error(), want)
 	}
@@ -84,7 +85,7 @@ func TestTemplatesMatchTheirIndices(t *testing.T) {
 	require.NoError(t, err)
 	tpl := cfg.templates(lay)
 	require.Len(t, tpl, 2)
-	assert.Contains(t, string(tpl["audit-events"]), `"_routing": {"required": true}`)
+	assert.Contains(t, string(tpl["audit-events"]), `"_routing":{"required":true}`)
 	assert.Contains(t, string(tpl["audit-events"]), `"index_patterns":["audit-*"]`)
 	assert.Contains(t, string(tpl["audit-quarantine-index"]), `"index_patterns":["audit-quarantine"]`)
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/exporter/auditelasticsearchexporter/internal/metadata"
+	"github.com/auditpipe/auditpipe/internal/document"
 	"github.com/auditpipe/auditpipe/internal/shared/layout"
 )
 
@@ -59,12 +60,16 @@ func newExporter(set exporter.Settings, cfg *Config) (*auditExporter, error) {
 	if err != nil {
 		return nil, err
 	}
+	catalog, err := cfg.Catalog.Load()
+	if err != nil {
+		return nil, err
+	}
 	tb, err := metadata.NewTelemetryBuilder(set.TelemetrySettings)
 	if err != nil {
 		return nil, err
 	}
 	return &auditExporter{
-		cfg: cfg, layout: lay, set: set, catalog: audit.DefaultCatalog(), telemetry: tb, now: time.Now,
+		cfg: cfg, layout: lay, set: set, catalog: catalog, telemetry: tb, now: time.Now,
 		bufs: sync.Pool{New: func() any { b := make([]byte, 0, 1<<20); return &b }},
 	}, nil
 }
@@ -109,10 +114,10 @@ func (e *auditExporter) installTemplates(ctx context.Context) error {
 	}
 	// A template applies to new indices only: existing partitions and the quarantine index gain the
 	// fields of this version here, or their strict mappings would refuse the new documents.
-	if err := putMapping(ctx, e.es, e.layout.PartitionPatterns(), EventProperties()); err != nil {
+	if err := putMapping(ctx, e.es, e.layout.PartitionPatterns(), document.EventProperties); err != nil {
 		return err
 	}
-	if err := putMapping(ctx, e.es, []string{e.cfg.QuarantineIndex}, QuarantineMappings); err != nil {
+	if err := putMapping(ctx, e.es, []string{e.cfg.QuarantineIndex}, document.QuarantineMappings); err != nil {
 		return err
 	}
 	if len(installed) > 0 {
@@ -141,7 +146,7 @@ type item struct {
 	eventID string // event.id
 	hash    string // event.hash of an event document
 	doc     []byte
-	q       *quarantine // set for a quarantine document
+	q       *document.Quarantine // set for a quarantine document
 	// what Elasticsearch said of a refused document, and the hash stored under its id on a conflict
 	errType, errReason string
 	storedHash         string
@@ -227,24 +232,25 @@ func (e *auditExporter) prepare(it *item, src source, ingested time.Time, arena 
 		if len(reasons) == 0 {
 			reasons = []string{audit.FormatProblem(reasonNotNormalized, fmt.Sprintf("audit.status is %q", status.AsString()))}
 		}
-		e.toQuarantine(it, quarantine{stage: stageValidation, reasons: reasons}, src, ingested)
+		e.toQuarantine(it, document.Quarantine{Stage: stageValidation, Reasons: reasons}, src, ingested)
 		return true, arena
 	}
 	ev, reason, detail := e.readEvent(lr)
 	if reason != "" {
-		e.toQuarantine(it, quarantine{stage: stageValidation, reasons: []string{audit.FormatProblem(reason, detail)}}, src, ingested)
+		e.toQuarantine(it, document.Quarantine{Stage: stageValidation, Reasons: []string{audit.FormatProblem(reason, detail)}}, src, ingested)
 		return true, arena
 	}
-	if code, detail := e.place(it, ev, lr.Timestamp().AsTime(), ingested); code != "" {
-		e.toQuarantine(it, quarantine{stage: stageValidation, reasons: []string{audit.FormatProblem(code, detail)}, teamID: ev.teamID, index: it.index}, src, ingested)
+	if code, detail := e.place(it, &ev, lr.Timestamp().AsTime(), ingested); code != "" {
+		e.toQuarantine(it, document.Quarantine{Stage: stageValidation, Reasons: []string{audit.FormatProblem(code, detail)}, TeamID: ev.TeamID, Index: it.index}, src, ingested)
 		return true, arena
 	}
+	ev.Service, ev.Ingested = strField(src.res.Attributes(), "service.name"), ingested
 	start := len(arena)
-	arena = e.appendEventDoc(arena, ev, lr, src.res, ingested)
+	arena = document.AppendEvent(arena, &ev)
 	it.doc = arena[start:len(arena):len(arena)]
 	if len(it.doc) > e.cfg.MaxDocumentBytes {
 		detail := fmt.Sprintf("the document is %d bytes, max_document_bytes is %d", len(it.doc), e.cfg.MaxDocumentBytes)
-		e.toQuarantine(it, quarantine{stage: stageValidation, reasons: []string{audit.FormatProblem(reasonDocumentTooBig, detail)}, teamID: ev.teamID, index: it.index}, src, ingested)
+		e.toQuarantine(it, document.Quarantine{Stage: stageValidation, Reasons: []string{audit.FormatProblem(reasonDocumentTooBig, detail)}, TeamID: ev.TeamID, Index: it.index}, src, ingested)
 		arena = arena[:start] // the oversized document is not kept
 	}
 	return true, arena
@@ -275,10 +281,10 @@ func (e *auditExporter) deliver(ctx context.Context, items []*item, ingested tim
 			d, differ, unverified, err := e.verify(ctx, events)
 			dups = append(dups, d...)
 			for _, it := range differ {
-				e.quarantineRefused(it, quarantine{
-					stage:   stageIndexing,
-					reasons: []string{audit.FormatProblem(audit.ProblemIDConflict, fmt.Sprintf("event id %q is stored with hash %s; this event has hash %s", it.eventID, it.storedHash, it.hash))},
-					index:   it.index, hash: it.hash, storedHash: it.storedHash,
+				e.quarantineRefused(it, document.Quarantine{
+					Stage:   stageIndexing,
+					Reasons: []string{audit.FormatProblem(audit.ProblemIDConflict, fmt.Sprintf("event id %q is stored with hash %s; this event has hash %s", it.eventID, it.storedHash, it.hash))},
+					Index:   it.index, Hash: it.hash, StoredHash: it.storedHash,
 				}, ingested)
 				next = append(next, it)
 			}
@@ -300,9 +306,9 @@ func (e *auditExporter) deliver(ctx context.Context, items []*item, ingested tim
 				r.err = fmt.Errorf("the quarantine index %s refused a document: %s: %s", it.index, it.errType, audit.Truncate(it.errReason, 512))
 				continue
 			}
-			e.quarantineRefused(it, quarantine{
-				stage: stageIndexing, reasons: []string{audit.FormatProblem(reasonRejected, it.errType)},
-				errorType: it.errType, errorReason: it.errReason, index: it.index,
+			e.quarantineRefused(it, document.Quarantine{
+				Stage: stageIndexing, Reasons: []string{audit.FormatProblem(reasonRejected, it.errType)},
+				ErrorType: it.errType, ErrorReason: it.errReason, Index: it.index,
 			}, ingested)
 			next = append(next, it)
 		}
@@ -397,9 +403,9 @@ func (e *auditExporter) count(ctx context.Context, outcome string, n int) {
 	e.telemetry.ExporterAuditDocuments.Add(ctx, int64(n), metric.WithAttributes(attribute.String("outcome", outcome)))
 }
 
-func (e *auditExporter) countQuarantine(ctx context.Context, q *quarantine) {
-	for _, r := range q.reasons {
+func (e *auditExporter) countQuarantine(ctx context.Context, q *document.Quarantine) {
+	for _, r := range q.Reasons {
 		e.telemetry.ExporterAuditQuarantined.Add(ctx, 1, metric.WithAttributes(
-			attribute.String("reason", audit.ProblemCode(r)), attribute.String("stage", q.stage)))
+			attribute.String("reason", audit.ProblemCode(r)), attribute.String("stage", q.Stage)))
 	}
 }

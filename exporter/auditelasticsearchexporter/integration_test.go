@@ -21,6 +21,7 @@ import (
 	"go.opentelemetry.io/collector/processor/processortest"
 
 	"github.com/auditpipe/auditpipe/audit"
+	"github.com/auditpipe/auditpipe/internal/document"
 	"github.com/auditpipe/auditpipe/internal/shared/layout"
 	"github.com/auditpipe/auditpipe/internal/testrig/estest"
 	"github.com/auditpipe/auditpipe/processor/auditprocessor"
@@ -352,10 +353,10 @@ func TestTemplateInstalledOnceAndOnVersionChange(t *testing.T) {
 		} `json:"index_templates"`
 	}
 	require.Equal(t, 200, esGet(t, "/_index_template/"+cfg.IndexPrefix+"events", &got))
-	assert.Equal(t, templateVersion, got.IndexTemplates[0].IndexTemplate.Version)
+	assert.Equal(t, document.TemplateVersion, got.IndexTemplates[0].IndexTemplate.Version)
 
 	// An older version in the cluster is replaced.
-	old := bytes.Replace(cfg.templates(e.layout)[cfg.IndexPrefix+"events"], []byte(fmt.Sprintf(`"version":%d`, templateVersion)), []byte(`"version":0`), 1)
+	old := bytes.Replace(cfg.templates(e.layout)[cfg.IndexPrefix+"events"], []byte(fmt.Sprintf(`"version":%d`, document.TemplateVersion)), []byte(`"version":0`), 1)
 	res, err := e.es.Indices.PutIndexTemplate(cfg.IndexPrefix+"events", bytes.NewReader(old))
 	require.NoError(t, err)
 	res.Body.Close()

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/auditpipe/auditpipe/audit"
+	"github.com/auditpipe/auditpipe/internal/document"
 	"github.com/auditpipe/auditpipe/internal/shared/layout"
 )
 
@@ -17,14 +18,14 @@ import (
 
 // place sets the index, _id and routing of an event at t, or returns the problem code of an event
 // the layout cannot take (past its retention, or too far in the future).
-func (e *auditExporter) place(it *item, ev event, t, now time.Time) (code, detail string) {
-	it.index = e.layout.Index(ev.teamID, t)
-	it.eventID, it.hash = ev.id, ev.hash
-	if code, detail := e.layout.Check(ev.teamID, t, now); code != "" {
+func (e *auditExporter) place(it *item, ev *document.Input, t, now time.Time) (code, detail string) {
+	it.index = e.layout.Index(ev.TeamID, t)
+	it.eventID, it.hash = ev.ID, ev.Hash
+	if code, detail := e.layout.Check(ev.TeamID, t, now); code != "" {
 		return code, detail
 	}
-	it.id = layout.DocID(ev.teamID, ev.id)
-	it.routing = ev.teamID
+	it.id = layout.DocID(ev.TeamID, ev.ID)
+	it.routing = ev.TeamID
 	return "", ""
 }
 
@@ -51,7 +52,7 @@ func (e *auditExporter) quarantinePurged(items []*item, now time.Time) {
 			gone[it.index] = detail
 		}
 		if detail != "" {
-			e.quarantineRefused(it, quarantine{stage: stageIndexing, reasons: []string{audit.FormatProblem(layout.ProblemExpired, detail)}, index: it.index}, now)
+			e.quarantineRefused(it, document.Quarantine{Stage: stageIndexing, Reasons: []string{audit.FormatProblem(layout.ProblemExpired, detail)}, Index: it.index}, now)
 		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog"
 
 	"github.com/auditpipe/auditpipe/audit"
+	"github.com/auditpipe/auditpipe/internal/document"
 	"github.com/auditpipe/auditpipe/internal/shared/layout"
 )
 
@@ -100,20 +101,28 @@ func TestRetentionPurgesWholePartitionsAndNothingBringsThemBack(t *testing.T) {
 	ctx := context.Background()
 	real := time.Now()
 	old := real.AddDate(0, 0, -75) // its month ended at least 44 days ago: past 30 days and the grace
+	// The youngest event whose partition must stay: the partition ends after the event, so it
+	// expires after now. A purge one period early (or one that counted from the partition's start)
+	// would delete it.
+	young := real.Add(-30*24*time.Hour - layout.PurgeGrace + time.Minute)
 	// The events were stored while they were young: the exporter's clock is set back.
-	e.now = func() time.Time { return old.Add(time.Hour) }
-	require.NoError(t, e.pushLogs(ctx, records(t, rec{"brief", "b-old", old}, rec{"kept", "k-old", old})))
+	for _, r := range []rec{{"brief", "b-old", old}, {"kept", "k-old", old}, {"brief", "b-young", young}} {
+		e.now = func() time.Time { return r.at.Add(time.Hour) }
+		require.NoError(t, e.pushLogs(ctx, records(t, r)))
+	}
 	e.now = time.Now
 	require.NoError(t, e.pushLogs(ctx, records(t, rec{"brief", "b-new", real.Add(-time.Minute)})))
-	assert.Equal(t, map[string]int{"brief": 2, "kept": 1}, teamCounts(t, cfg))
-	expired := e.layout.Index("brief", old)
+	assert.Equal(t, map[string]int{"brief": 3, "kept": 1}, teamCounts(t, cfg))
+	expired, kept := e.layout.Index("brief", old), e.layout.Index("brief", young)
+	require.NotEqual(t, expired, kept)
 	require.Equal(t, http.StatusOK, esGet(t, "/"+expired, nil))
 
 	purged, err := e.purge(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, []string{expired}, purged)
 	assert.Equal(t, http.StatusNotFound, esGet(t, "/"+expired, nil), "the partition is deleted")
-	assert.Equal(t, map[string]int{"brief": 1, "kept": 1, e.layout.PlatformTeam(): 1}, teamCounts(t, cfg),
+	assert.Equal(t, http.StatusOK, esGet(t, "/"+kept, nil), "a partition not yet past its retention and the grace stays")
+	assert.Equal(t, map[string]int{"brief": 2, "kept": 1, e.layout.PlatformTeam(): 1}, teamCounts(t, cfg),
 		"the other class's partition of the same month stays; the purge is in the platform log")
 	purge := searchTeam(t, cfg, e.layout.PlatformTeam())[0].Source
 	assert.Equal(t, audit.ActionAuditPartitionPurged, purge["action"])
@@ -178,9 +187,8 @@ func TestNewFieldsReachTheCurrentPartition(t *testing.T) {
 	require.NoError(t, err)
 	// The current partition was created by an older version, whose mapping lacked audit.warnings.
 	current := lay.Index("7", baseTime)
-	old := strings.Replace(EventProperties(), `,
-      "warnings": {"type": "keyword", "ignore_above": 1024}`, "", 1)
-	require.NotEqual(t, EventProperties(), old)
+	old := strings.Replace(document.EventProperties, `,"warnings":{"type":"keyword","ignore_above":1024}`, "", 1)
+	require.NotEqual(t, document.EventProperties, old)
 	esDo(t, http.MethodPut, "/"+current, fmt.Sprintf(`{"settings":{"number_of_replicas":0},"mappings":%s}`, old))
 
 	e := startExporter(t, cfg)

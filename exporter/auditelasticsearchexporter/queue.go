@@ -13,6 +13,8 @@ import (
 	"go.opentelemetry.io/collector/exporter/exporterhelper/xexporterhelper"
 	"go.opentelemetry.io/collector/pdata/plog"
 	pdatareq "go.opentelemetry.io/collector/pdata/xpdata/request"
+
+	"github.com/auditpipe/auditpipe/internal/document"
 )
 
 // The queue stage. Records are encoded into their documents before the sending queue (convert), so
@@ -123,8 +125,8 @@ func (queueEncoding) Marshal(_ context.Context, req xexporterhelper.Request) ([]
 	for _, it := range r.items {
 		size += 8*binary.MaxVarintLen32 + len(it.index) + len(it.id) + len(it.routing) + len(it.eventID) + len(it.hash) + len(it.doc)
 		if it.q != nil {
-			size += len(it.q.stage) + binary.MaxVarintLen32
-			for _, reason := range it.q.reasons {
+			size += len(it.q.Stage) + binary.MaxVarintLen32
+			for _, reason := range it.q.Reasons {
 				size += binary.MaxVarintLen32 + len(reason)
 			}
 		}
@@ -144,9 +146,9 @@ func (queueEncoding) Marshal(_ context.Context, req xexporterhelper.Request) ([]
 		}
 		b = appendField(b, it.doc)
 		if it.q != nil {
-			b = appendField(b, it.q.stage)
-			b = binary.AppendUvarint(b, uint64(len(it.q.reasons)))
-			for _, reason := range it.q.reasons {
+			b = appendField(b, it.q.Stage)
+			b = binary.AppendUvarint(b, uint64(len(it.q.Reasons)))
+			for _, reason := range it.q.Reasons {
 				b = appendField(b, reason)
 			}
 		}
@@ -206,9 +208,9 @@ func (enc queueEncoding) Unmarshal(data []byte) (context.Context, xexporterhelpe
 		it.index, it.id, it.routing, it.eventID, it.hash = d.string(), d.string(), d.string(), d.string(), d.string()
 		it.doc = d.bytes()
 		if kind == kindQuarantine {
-			it.q = &quarantine{stage: d.string()}
+			it.q = &document.Quarantine{Stage: d.string()}
 			for k := d.uvarint(); k > 0 && d.err == nil; k-- {
-				it.q.reasons = append(it.q.reasons, d.string())
+				it.q.Reasons = append(it.q.Reasons, d.string())
 			}
 		} else if kind != kindEvent && d.err == nil {
 			d.err = fmt.Errorf("unknown document kind %d", kind)

@@ -150,7 +150,7 @@ func (e *auditExporter) recordPurge(ctx context.Context, p layout.Partition, exp
 		return err
 	}
 	if it.q != nil {
-		e.set.Logger.Error("retention: the purge record was quarantined", zap.String("index", p.Index), zap.Strings("reasons", it.q.reasons))
+		e.set.Logger.Error("retention: the purge record was quarantined", zap.String("index", p.Index), zap.Strings("reasons", it.q.Reasons))
 	}
 	return nil
 }

@@ -1,5 +1,7 @@
 package auditelasticsearchexporter
 
+// The store stage: installing the index templates of internal/document's mappings.
+
 import (
 	"bytes"
 	"context"
@@ -13,105 +15,9 @@ import (
 
 	"github.com/elastic/go-elasticsearch/v8"
 
+	"github.com/auditpipe/auditpipe/internal/document"
 	"github.com/auditpipe/auditpipe/internal/shared/layout"
 )
-
-// templateVersion is the version of the mappings below. Raise it whenever they change; the exporter
-// then reinstalls the templates at its next start. Other settings changes are caught by a hash.
-// Version 2 added the quarantine's hashes and the whole original record (timestamps, resource, scope)
-// for replay; the exporter adds those fields to an existing quarantine index too. Version 3 is the
-// partitioned layout: the team is the required _routing of every event.
-//
-// A template applies to the indices created after it, so a new mapping applies from the next
-// partition. Added fields reach the existing partitions too (installTemplates puts them); a changed
-// field type must wait for the next partition, and every reader keeps reading older partitions.
-const templateVersion = 3
-
-const keyword = `{"type":"keyword","ignore_above":1024}`
-
-// EventMappings is the partitions' mapping (exported for tools that check field references, such as
-// the Kibana saved objects test). dynamic:strict keeps every document to this exact shape;
-// metadata of any shape lives in flattened fields, which cannot conflict. _routing is required: a
-// shared partition holds many teams, each on the shard its id routes to.
-const EventMappings = `{
-  "dynamic": "strict",
-  "_routing": {"required": true},
-  "properties": ` + eventFields + `
-}`
-
-// EventProperties is EventMappings without _routing, which an existing index cannot change (the
-// side-by-side benchmark also gives it to the indices of contrib's exporter, which does not route).
-func EventProperties() string { return `{"dynamic":"strict","properties":` + eventFields + `}` }
-
-const eventFields = `{
-    "@timestamp": {"type": "date_nanos"},
-    "action": ` + keyword + `,
-    "team_id": ` + keyword + `,
-    "actor": {"properties": {
-      "type": ` + keyword + `,
-      "id": ` + keyword + `,
-      "metadata": {"type": "flattened", "ignore_above": 8191}
-    }},
-    "targets": {"properties": {
-      "type": ` + keyword + `,
-      "id": ` + keyword + `,
-      "metadata": {"type": "flattened", "ignore_above": 8191}
-    }},
-    "access_route": ` + keyword + `,
-    "remote_addr": ` + keyword + `,
-    "user_agent": ` + keyword + `,
-    "metadata": {"type": "flattened", "ignore_above": 8191},
-    "event": {"properties": {
-      "id": ` + keyword + `,
-      "action": ` + keyword + `,
-      "kind": ` + keyword + `,
-      "category": ` + keyword + `,
-      "outcome": ` + keyword + `,
-      "hash": ` + keyword + `,
-      "ingested": {"type": "date_nanos"}
-    }},
-    "organization": {"properties": {"id": ` + keyword + `}},
-    "source": {"properties": {"ip": {"type": "ip"}}},
-    "user": {"properties": {"id": ` + keyword + `, "email": ` + keyword + `, "name": ` + keyword + `}},
-    "related": {"properties": {"ip": {"type": "ip"}, "user": ` + keyword + `}},
-    "service": {"properties": {"name": ` + keyword + `}},
-    "audit": {"properties": {
-      "action_known": {"type": "boolean"},
-      "action_description": {"type": "keyword", "index": false, "doc_values": false},
-      "warnings": {"type": "keyword", "ignore_above": 1024}
-    }}
-  }`
-
-// QuarantineMappings is the quarantine index mapping. It keeps the original record as unindexed text, so no input can break the mapping.
-const QuarantineMappings = `{
-  "dynamic": "strict",
-  "properties": {
-    "@timestamp": {"type": "date_nanos"},
-    "event": {"properties": {"id": ` + keyword + `, "ingested": {"type": "date_nanos"}}},
-    "quarantine": {"properties": {
-      "stage": ` + keyword + `,
-      "reasons": {"type": "keyword", "ignore_above": 2048},
-      "error_type": ` + keyword + `,
-      "error_reason": {"type": "text"},
-      "team_id": ` + keyword + `,
-      "index": ` + keyword + `,
-      "hash": ` + keyword + `,
-      "stored_hash": ` + keyword + `
-    }},
-    "record": {"properties": {
-      "event_name": ` + keyword + `,
-      "time_unix_nano": ` + keyword + `,
-      "observed_time_unix_nano": ` + keyword + `,
-      "scope_name": ` + keyword + `,
-      "body": {"type": "text", "index": false},
-      "attributes": {"type": "text", "index": false},
-      "resource": {"type": "text", "index": false},
-      "size": {"type": "long"},
-      "truncated": {"type": "boolean"}
-    }},
-    "service": {"properties": {"name": ` + keyword + `}}
-  }
-}`
 
 // templates returns the two index templates: one for the partitions (prefix*) and one, of higher
 // priority, for the quarantine index, which the partitions' pattern may also match.
@@ -126,11 +32,11 @@ func (c *Config) templates(lay *layout.Layout) map[string][]byte {
 		sum := sha256.Sum256(fmt.Appendf(nil, "%s|%d|%s|%s", pattern, priority, settings, mappings))
 		// The hash in _meta tells a changed template from the installed one without comparing JSON.
 		return fmt.Appendf(nil, `{"index_patterns":[%q],"priority":%d,"version":%d,"_meta":{"managed_by":"auditpipe","hash":%q},"template":{"settings":{"index":%s},"mappings":%s}}`,
-			pattern, priority, templateVersion, hex.EncodeToString(sum[:8]), settings+"}", mappings)
+			pattern, priority, document.TemplateVersion, hex.EncodeToString(sum[:8]), settings+"}", mappings)
 	}
 	return map[string][]byte{
-		c.IndexPrefix + "events":     build(lay.TemplatePattern(), 200, teamSettings, EventMappings),
-		c.QuarantineIndex + "-index": build(c.QuarantineIndex, 300, settings, QuarantineMappings),
+		c.IndexPrefix + "events":     build(lay.TemplatePattern(), 200, teamSettings, document.EventMappings),
+		c.QuarantineIndex + "-index": build(c.QuarantineIndex, 300, settings, document.QuarantineMappings),
 	}
 }
 

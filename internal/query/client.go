@@ -104,17 +104,6 @@ func (c *Client) Conn() Conn { return c.conn }
 // Layout returns the layout the client reads and writes with.
 func (c *Client) Layout() *layout.Layout { return c.layout }
 
-// teamFilter returns the query clause that keeps one team's events, after checking the team id with
-// the rule the processor and the exporter apply. Every read of team events searches
-// layout.ReadIndices with this filter: one step, whatever the team's tier or partitions, and no
-// input can select another team's events.
-func teamFilter(team string) (map[string]any, error) {
-	if err := audit.CheckTeamID(team); err != nil {
-		return nil, fmt.Errorf("team %w", err)
-	}
-	return map[string]any{"term": map[string]any{"team_id": team}}, nil
-}
-
 // ErrNoTeam is returned for a team that has no audit index.
 var ErrNoTeam = errors.New("no audit log for this team")
 
@@ -166,3 +155,6 @@ func (e *httpError) Error() string { return e.msg }
 
 // isNotFound tells a 404 answer (a missing document) from other errors.
 func isNotFound(err error) bool { return IsStatus(err, http.StatusNotFound) }
+
+// ES is the client's Elasticsearch connection, for the recorder's reads of what it stored.
+func (c *Client) ES() *elasticsearch.Client { return c.es }

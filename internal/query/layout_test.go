@@ -1,4 +1,4 @@
-package query
+package query_test
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	. "github.com/auditpipe/auditpipe/internal/query"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -29,7 +31,6 @@ func TestOneTeamIsReadWhole(t *testing.T) {
 	conn.Layout = &lc
 	c, err := New(conn)
 	require.NoError(t, err)
-	c.conn.InstallTemplates = true
 
 	before, after := boundary.Add(-time.Millisecond), boundary
 	var events []audit.Event
@@ -49,7 +50,7 @@ func TestOneTeamIsReadWhole(t *testing.T) {
 	for _, ts := range []time.Time{before, after} {
 		indices = append(indices, c.Layout().Index("big", ts))
 	}
-	assert.Equal(t, []string{c.conn.IndexPrefix + "shared.standard." + before.Format("2006-01"), c.conn.IndexPrefix + "dedicated.big.standard." + after.Format("2006-01")}, indices)
+	assert.Equal(t, []string{c.Conn().IndexPrefix + "shared.standard." + before.Format("2006-01"), c.Conn().IndexPrefix + "dedicated.big.standard." + after.Format("2006-01")}, indices)
 
 	out, n := exportString(t, c, Filter{Team: "big"}, NDJSON)
 	assert.EqualValues(t, 3, n)
@@ -86,7 +87,7 @@ func TestOneTeamIsReadWhole(t *testing.T) {
 
 func put(t *testing.T, c *Client, path, body string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPut, c.conn.URLs[0]+path, strings.NewReader(body))
+	req, _ := http.NewRequest(http.MethodPut, c.Conn().URLs[0]+path, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	res, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)

@@ -1,12 +1,28 @@
+// Searching, points in time and search_after paging: how every listing and export reads.
+
 package query
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"strings"
 	"time"
+
+	"github.com/elastic/go-elasticsearch/v8/esapi"
 )
+
+// pitKeepAlive is how long a point in time lives between two pages of a listing or an export.
+const pitKeepAlive = "2m"
+
+// testHooks let a test end an export's point in time after a page, and learn that Page reopened it.
+var testHooks struct {
+	page     func(pit string)
+	reopened func()
+}
 
 // Order of a listing by event time (then event id).
 type Order string
@@ -110,62 +126,61 @@ func (c *Client) ClosePosition(pos *Position) {
 	}
 }
 
-// Event is the customer-facing shape of a stored event: the specification's fields, with the event id
-// and its time (RFC 3339 with nine fractional digits). Internal fields (the hash, the ingest time,
-// ECS copies) are left out.
-type Event struct {
-	ID        string `json:"id"`
-	Timestamp string `json:"timestamp"`
-	EventBody
+// openPIT opens a point in time over every index that may hold team events.
+func (c *Client) openPIT(ctx context.Context) (string, error) {
+	var pit struct {
+		ID string `json:"id"`
+	}
+	yes := true
+	err := c.do(ctx, esapi.OpenPointInTimeRequest{Index: c.layout.ReadIndices(), KeepAlive: pitKeepAlive, IgnoreUnavailable: &yes}, &pit)
+	return pit.ID, err
 }
 
-// EventBody is the specification's fields, named alike in the stored document and in an Event; the
-// JSON objects and arrays are kept as stored.
-type EventBody struct {
-	Action      string          `json:"action"`
-	TeamID      string          `json:"team_id"`
-	Actor       json.RawMessage `json:"actor"`
-	Targets     json.RawMessage `json:"targets"`
-	AccessRoute json.RawMessage `json:"access_route"`
-	RemoteAddr  *string         `json:"remote_addr"`
-	UserAgent   *string         `json:"user_agent"`
-	Metadata    json.RawMessage `json:"metadata"`
+// closePIT frees a point in time; a failure only leaves it to expire.
+func (c *Client) closePIT(id string) {
+	body, _ := json.Marshal(map[string]string{"id": id})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = c.do(ctx, esapi.ClosePointInTimeRequest{Body: bytes.NewReader(body)}, nil)
 }
 
-// TimestampLayout is RFC 3339 with nanoseconds, always nine digits, so that timestamps sort as text.
-const TimestampLayout = "2006-01-02T15:04:05.000000000Z07:00"
+// count counts the events a query matches.
+func (c *Client) count(ctx context.Context, q map[string]any) (int64, error) {
+	var cnt struct{ Count int64 }
+	body, _ := json.Marshal(map[string]any{"query": q})
+	yes := true
+	err := c.do(ctx, esapi.CountRequest{Index: c.layout.ReadIndices(), Body: bytes.NewReader(body), IgnoreUnavailable: &yes, AllowNoIndices: &yes}, &cnt)
+	return cnt.Count, err
+}
 
-// ToEvent renders a stored document as an Event.
-func ToEvent(src json.RawMessage) (Event, error) {
-	var d struct {
-		Timestamp string `json:"@timestamp"`
-		Event     struct {
-			ID string `json:"id"`
-		} `json:"event"`
-		EventBody
-	}
-	if err := json.Unmarshal(src, &d); err != nil {
-		return Event{}, fmt.Errorf("stored document: %w", err)
-	}
-	ts, err := time.Parse(time.RFC3339Nano, d.Timestamp)
+// isExpiredPIT tells the answer to a search on a point in time that is gone.
+func isExpiredPIT(err error) bool {
+	var he *httpError
+	return errors.As(err, &he) && he.status == http.StatusNotFound && strings.Contains(he.msg, "search_context_missing_exception")
+}
+
+// page is one page of search hits.
+type page struct {
+	PitID string `json:"pit_id"`
+	Hits  struct {
+		Hits []struct {
+			Source json.RawMessage   `json:"_source"`
+			Sort   []json.RawMessage `json:"sort"`
+		} `json:"hits"`
+	} `json:"hits"`
+}
+
+// search runs one search and decodes its answer into out: over every index that may hold team events
+// (layout.ReadIndices), or over the point in time the request names.
+func (c *Client) search(ctx context.Context, req map[string]any, out any) error {
+	body, err := json.Marshal(req)
 	if err != nil {
-		return Event{}, fmt.Errorf("stored document: @timestamp: %w", err)
+		return err
 	}
-	b := d.EventBody
-	b.Actor, b.Targets, b.AccessRoute, b.Metadata = orNull(b.Actor), orEmpty(b.Targets), orEmpty(b.AccessRoute), orNull(b.Metadata)
-	return Event{ID: d.Event.ID, Timestamp: ts.UTC().Format(TimestampLayout), EventBody: b}, nil
-}
-
-func orNull(r json.RawMessage) json.RawMessage {
-	if len(r) == 0 {
-		return json.RawMessage("null")
+	sr := esapi.SearchRequest{Body: bytes.NewReader(body)}
+	if _, ok := req["pit"]; !ok {
+		yes := true
+		sr.Index, sr.IgnoreUnavailable, sr.AllowNoIndices = c.layout.ReadIndices(), &yes, &yes
 	}
-	return r
-}
-
-func orEmpty(r json.RawMessage) json.RawMessage {
-	if len(r) == 0 || string(r) == "null" {
-		return json.RawMessage("[]")
-	}
-	return r
+	return c.do(ctx, sr, out)
 }

@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/auditpipe/auditpipe/internal/document"
+	"github.com/auditpipe/auditpipe/internal/recorder"
+
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
@@ -29,7 +32,7 @@ type apiEnv struct {
 	t    *testing.T
 	c    *query.Client
 	keys *Keys
-	rec  *query.Recorder
+	rec  *recorder.Recorder
 	url  string
 
 	mu     sync.Mutex
@@ -45,7 +48,7 @@ func newAPI(t *testing.T, rate float64) *apiEnv {
 	require.NoError(t, err)
 	keys, err := NewKeys(c, prefix+"keys") // under the test's prefix, so its cleanup deletes it
 	require.NoError(t, err)
-	rec, err := c.NewRecorder(context.Background(), nil)
+	rec, err := recorder.New(context.Background(), c, nil)
 	require.NoError(t, err)
 	t.Cleanup(rec.Close)
 	e := &apiEnv{t: t, c: c, keys: keys, rec: rec}
@@ -183,16 +186,16 @@ func ids(evs []audit.Event) map[string]bool {
 }
 
 // teamLog returns a team's stored events of some actions, oldest first.
-func (e *apiEnv) teamLog(team string, actions ...string) []query.Event {
+func (e *apiEnv) teamLog(team string, actions ...string) []document.APIEvent {
 	e.t.Helper()
 	e.refresh()
-	var out []query.Event
+	var out []document.APIEvent
 	var pos *query.Position
 	for {
 		docs, next, err := e.c.Page(context.Background(), query.Filter{Team: team, Actions: actions}, query.Asc, 1000, pos)
 		require.NoError(e.t, err)
 		for _, d := range docs {
-			ev, err := query.ToEvent(d)
+			ev, err := document.ToAPI(d)
 			require.NoError(e.t, err)
 			out = append(out, ev)
 		}

@@ -26,6 +26,7 @@ import (
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/auditlog"
 	"github.com/auditpipe/auditpipe/internal/query"
+	"github.com/auditpipe/auditpipe/internal/recorder"
 	"github.com/auditpipe/auditpipe/internal/shared/layout"
 )
 
@@ -68,7 +69,7 @@ const keysMapping = `{"dynamic":"strict","properties":{
 // KeysIndexFlag declares --keys-index, the index of the keys (AUDIT_KEYS_INDEX), for the server and
 // for the tool that mints keys alike.
 func KeysIndexFlag(fs *flag.FlagSet) *string {
-	return fs.String("keys-index", query.Env("AUDIT_KEYS_INDEX", layout.DefaultKeysIndex), "index of the API keys (AUDIT_KEYS_INDEX)")
+	return fs.String("keys-index", recorder.Env("AUDIT_KEYS_INDEX", layout.DefaultKeysIndex), "index of the API keys (AUDIT_KEYS_INDEX)")
 }
 
 // Keys stores keys in an index of their own, next to the audit indices.
@@ -80,25 +81,13 @@ type Keys struct {
 // NewKeys uses the index (layout.DefaultKeysIndex unless configured), which must not fall under
 // the audit indices' pattern: a reader of team events would read the keys.
 func NewKeys(es *query.Client, index string) (*Keys, error) {
-	if !validIndexName(index) {
-		return nil, fmt.Errorf("keys index %q: use a lowercase index name", index)
+	if err := layout.CheckIndexName(index); err != nil {
+		return nil, fmt.Errorf("keys index: %w", err)
 	}
 	if strings.HasPrefix(index, es.Layout().Prefix()) {
 		return nil, fmt.Errorf("keys index %q: must not start with the audit indices' prefix %q", index, es.Layout().Prefix())
 	}
 	return &Keys{es: es, index: index}, nil
-}
-
-func validIndexName(s string) bool {
-	if s == "" || len(s) > 200 || s[0] == '-' || s[0] == '_' || s[0] == '.' {
-		return false
-	}
-	for _, c := range []byte(s) {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return false
-		}
-	}
-	return true
 }
 
 // A token is "apk_" + the key id (24 hex digits) + "_" + the secret (32 random bytes, base64url).
@@ -123,7 +112,7 @@ const MaxKeyName = 200
 
 // Create mints a key and returns its token, which exists nowhere else: only its hash is stored. The
 // creation is recorded in the team's log first, so no key exists that its team's log does not show.
-func (k *Keys) Create(ctx context.Context, rec *query.Recorder, s NewSpec) (token string, key Key, err error) {
+func (k *Keys) Create(ctx context.Context, rec *recorder.Recorder, s NewSpec) (token string, key Key, err error) {
 	if err := audit.CheckTeamID(s.Team); err != nil {
 		return "", Key{}, fmt.Errorf("team %w", err)
 	}
@@ -251,7 +240,7 @@ func (k *Keys) List(ctx context.Context, team string) ([]Key, error) {
 
 // Revoke revokes a team's key, recording it in the team's log first. A key of another team is
 // unknown here.
-func (k *Keys) Revoke(ctx context.Context, rec *query.Recorder, team, id, operator string) (Key, error) {
+func (k *Keys) Revoke(ctx context.Context, rec *recorder.Recorder, team, id, operator string) (Key, error) {
 	if err := audit.CheckTeamID(team); err != nil {
 		return Key{}, fmt.Errorf("team %w", err)
 	}

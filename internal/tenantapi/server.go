@@ -18,7 +18,9 @@ import (
 
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/auditlog"
+	"github.com/auditpipe/auditpipe/internal/document"
 	"github.com/auditpipe/auditpipe/internal/query"
+	"github.com/auditpipe/auditpipe/internal/recorder"
 )
 
 //go:embed openapi.json
@@ -31,9 +33,9 @@ func OpenAPI() []byte { return openAPI }
 type Config struct {
 	Client    *query.Client
 	Keys      *Keys
-	Recorder  *query.Recorder // records every access in the team's log
-	RateLimit float64         // requests a second per key, bursts of twice that; default 10
-	Logger    *slog.Logger    // default: discard
+	Recorder  *recorder.Recorder // records every access in the team's log
+	RateLimit float64            // requests a second per key, bursts of twice that; default 10
+	Logger    *slog.Logger       // default: discard
 	// Timeout bounds each Elasticsearch request of a request (default 30 s); WriteTimeout each
 	// write to a client (default 60 s): a client that stops reading an export loses it, and its
 	// point in time is closed.
@@ -136,6 +138,8 @@ type apiError struct {
 	code, msg  string
 	retryAfter time.Duration
 }
+
+func (e *apiError) Error() string { return e.msg }
 
 func writeError(w http.ResponseWriter, e *apiError) {
 	h := w.Header()
@@ -284,8 +288,8 @@ func (s *Server) actions(w http.ResponseWriter, _ *http.Request, _ url.Values, _
 
 // eventsPage is the answer of GET /v1/events.
 type eventsPage struct {
-	Data       []query.Event `json:"data"`
-	NextCursor *string       `json:"next_cursor"`
+	Data       []document.APIEvent `json:"data"`
+	NextCursor *string             `json:"next_cursor"`
 }
 
 // events: GET /v1/events. A listing is recorded as an audit_log_read event when its first page is
@@ -325,9 +329,9 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, v url.Values, ke
 	if err != nil {
 		return s.unavailable("reading the log", err)
 	}
-	page := eventsPage{Data: make([]query.Event, 0, len(docs))}
+	page := eventsPage{Data: make([]document.APIEvent, 0, len(docs))}
 	for _, d := range docs {
-		ev, err := query.ToEvent(d)
+		ev, err := document.ToAPI(d)
 		if err != nil {
 			return s.unavailable("reading the log", err)
 		}
@@ -369,7 +373,7 @@ func (s *Server) event(w http.ResponseWriter, r *http.Request, _ url.Values, key
 	if err != nil {
 		return s.unavailable("reading the event", err)
 	}
-	ev, err := query.ToEvent(doc)
+	ev, err := document.ToAPI(doc)
 	if err != nil {
 		return s.unavailable("reading the event", err)
 	}
@@ -393,31 +397,38 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request, v url.Values, ke
 	default:
 		return badParam("format", "%q: use csv or ndjson", v.Get("format"))
 	}
-	md := func(state string) map[string]any {
-		return map[string]any{"format": name, "filters": l.metadata(), "state": state}
-	}
-	startID, e := s.recordAccess(r, key, audit.ActionDataExport, md("started"))
-	if e != nil {
-		return e
-	}
-	noteAccess(w, startID)
 	h := w.Header()
-	h.Set("Content-Type", contentType)
-	h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="team-%s-auditlog.%s"`, key.TeamID, name))
-	h.Set("Trailer", "X-Export-Events, X-Export-Status")
-	w.WriteHeader(http.StatusOK)
-	n, err := s.cfg.Client.Export(r.Context(), l.filter(key.TeamID), format, &deadlineWriter{w: w, rc: http.NewResponseController(w), d: s.cfg.WriteTimeout}, nil)
-	end := md("completed")
-	end["events"], end["started_event_id"] = n, startID
-	h.Set("X-Export-Events", strconv.FormatInt(n, 10))
+	x := recorder.Export{
+		Client: s.cfg.Client, Filter: l.filter(key.TeamID), Format: format,
+		Metadata: map[string]any{"format": name, "filters": l.metadata()},
+		Record: func(_ context.Context, md map[string]any) (string, error) {
+			id, e := s.recordAccess(r, key, audit.ActionDataExport, md)
+			if e != nil {
+				return "", e
+			}
+			return id, nil
+		},
+		Started: func(startID string) {
+			noteAccess(w, startID)
+			h.Set("Content-Type", contentType)
+			h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="team-%s-auditlog.%s"`, key.TeamID, name))
+			h.Set("Trailer", "X-Export-Events, X-Export-Status")
+			w.WriteHeader(http.StatusOK)
+		},
+	}
+	res, err := x.Run(r.Context(), &deadlineWriter{w: w, rc: http.NewResponseController(w), d: s.cfg.WriteTimeout}, nil)
+	var notRecorded *apiError
+	if errors.As(err, &notRecorded) && res.StartID == "" {
+		return notRecorded // nothing was exported
+	}
+	h.Set("X-Export-Events", strconv.FormatInt(res.Events, 10))
 	h.Set("X-Export-Status", "complete")
 	if err != nil {
-		end["state"], end["error"] = "failed", audit.Truncate(err.Error(), 1024)
 		h.Set("X-Export-Status", "incomplete")
-		s.log.Warn("export ended early", "key", key.ID, "events", n, "error", err)
+		s.log.Warn("export ended early", "key", key.ID, "events", res.Events, "error", err)
 	}
-	if _, e := s.recordAccess(r, key, audit.ActionDataExport, end); e != nil {
-		s.log.Error("recording the end of an export failed", "key", key.ID, "started_event_id", startID)
+	if res.RecordErr != nil {
+		s.log.Error("recording the end of an export failed", "key", key.ID, "started_event_id", res.StartID)
 	}
 	return nil
 }

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/auditpipe/auditpipe/internal/document"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -142,7 +144,7 @@ func TestAKeyReadsItsOwnTeamOnly(t *testing.T) {
 	tokA, keyA := e.mint("321", 0, ScopeRead, ScopeExport)
 	tokB, _ := e.mint("322", 0, ScopeRead, ScopeExport)
 
-	onlyA := func(evs []query.Event) {
+	onlyA := func(evs []document.APIEvent) {
 		t.Helper()
 		for _, ev := range evs {
 			require.Equal(t, "321", ev.TeamID)
@@ -223,7 +225,7 @@ func TestAKeyReadsItsOwnTeamOnly(t *testing.T) {
 	require.Equal(t, http.StatusOK, status)
 	n := 0
 	for line := range bytes.Lines(body) {
-		var ev query.Event
+		var ev document.APIEvent
 		require.NoError(t, json.Unmarshal(line, &ev))
 		require.Equal(t, "321", ev.TeamID)
 		n++

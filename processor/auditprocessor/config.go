@@ -19,12 +19,6 @@ const (
 	UnknownReject = "reject"
 )
 
-// Values of CatalogConfig.Mode.
-const (
-	CatalogExtend  = "extend"
-	CatalogReplace = "replace"
-)
-
 // Config is the audit processor's configuration.
 type Config struct {
 	// NonAudit says what happens to records that are not audit records: "pass" (default) leaves them
@@ -37,7 +31,8 @@ type Config struct {
 	// record. A record matching any rule is an audit record.
 	Rules []Rule `mapstructure:"rules"`
 	// Catalog optionally extends or replaces the embedded action catalog with an operator's file.
-	Catalog CatalogConfig `mapstructure:"catalog"`
+	// Give the exporter the same setting: it stores each action's category and description.
+	Catalog audit.CatalogConfig `mapstructure:"catalog"`
 
 	// prevent unkeyed literal initialization
 	_ struct{}
@@ -54,18 +49,11 @@ type Rule struct {
 	ScopeName string `mapstructure:"scope_name"`
 }
 
-// CatalogConfig points at an operator's catalog file (the format of audit/catalog.yaml).
-type CatalogConfig struct {
-	File string `mapstructure:"file"`
-	// Mode is "extend" (default): the file's actions are added to the embedded ones, or "replace".
-	Mode string `mapstructure:"mode"`
-}
-
 func createDefaultConfig() *Config {
 	return &Config{
 		NonAudit:       NonAuditPass,
 		UnknownActions: UnknownAccept,
-		Catalog:        CatalogConfig{Mode: CatalogExtend},
+		Catalog:        audit.DefaultCatalogConfig(),
 	}
 }
 
@@ -94,32 +82,11 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("rules[%d].value: only used with attribute", i))
 		}
 	}
-	switch c.Catalog.Mode {
-	case CatalogExtend, CatalogReplace:
-	default:
-		errs = append(errs, fmt.Errorf("catalog.mode: %q is not one of %q, %q", c.Catalog.Mode, CatalogExtend, CatalogReplace))
-	}
-	if c.Catalog.File != "" {
-		if _, err := audit.LoadCatalogFile(c.Catalog.File); err != nil {
-			errs = append(errs, fmt.Errorf("catalog.file: %w", err))
-		}
-	} else if c.Catalog.Mode == CatalogReplace {
-		errs = append(errs, errors.New("catalog.file: required when catalog.mode is replace"))
+	if err := c.Catalog.Check(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
 
 // LoadCatalog returns the catalog the processor validates against (the audit log API serves it too).
-func (c *Config) LoadCatalog() (*audit.Catalog, error) {
-	if c.Catalog.File == "" {
-		return audit.DefaultCatalog(), nil
-	}
-	file, err := audit.LoadCatalogFile(c.Catalog.File)
-	if err != nil {
-		return nil, fmt.Errorf("catalog.file: %w", err)
-	}
-	if c.Catalog.Mode == CatalogReplace {
-		return file, nil
-	}
-	return audit.DefaultCatalog().Extend(file), nil
-}
+func (c *Config) LoadCatalog() (*audit.Catalog, error) { return c.Catalog.Load() }

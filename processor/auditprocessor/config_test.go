@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/collector/confmap"
 	"go.opentelemetry.io/collector/confmap/confmaptest"
 
+	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/processor/auditprocessor/internal/metadata"
 )
 
@@ -76,7 +77,7 @@ func TestConfigCatalogFile(t *testing.T) {
 	require.True(t, c.Known("report_viewed"))
 	require.True(t, c.Known("job_created"), "extend keeps the embedded actions")
 
-	cfg.Catalog.Mode = CatalogReplace
+	cfg.Catalog.Mode = audit.CatalogReplace
 	c, err = cfg.LoadCatalog()
 	require.NoError(t, err)
 	require.True(t, c.Known("report_viewed"))

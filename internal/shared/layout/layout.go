@@ -156,10 +156,10 @@ type Layout struct {
 // New validates cfg; each error names its key under "layout.".
 func New(prefix, quarantine string, cfg Config) (*Layout, error) {
 	var errs []error
-	if err := audit.CheckIndexName(prefix + "x"); err != nil || prefix == "" {
+	if err := CheckIndexName(prefix + "x"); err != nil || prefix == "" {
 		errs = append(errs, fmt.Errorf("index_prefix: %q must be a non-empty lowercase index name prefix (%v)", prefix, err))
 	}
-	if err := audit.CheckIndexName(quarantine); err != nil {
+	if err := CheckIndexName(quarantine); err != nil {
 		errs = append(errs, fmt.Errorf("quarantine_index: %w", err))
 	}
 	l := &Layout{prefix: prefix, quarantine: quarantine, cfg: cfg, classes: map[string]Retention{}, teams: map[string][]Placement{}}
@@ -313,6 +313,13 @@ func (l *Layout) PlacementAt(team string, t time.Time) Placement {
 // Index returns the index of a team's event at t. The team id must be valid (audit.CheckTeamID).
 func (l *Layout) Index(team string, t time.Time) string {
 	return l.index(team, l.PlacementAt(team, t), t)
+}
+
+// DedicatedPartition is the dedicated-tier partition that takes over a shared partition's events of
+// one team (the same class and period): where a backfill after a move to the dedicated tier copies
+// them.
+func (l *Layout) DedicatedPartition(team string, p Partition) string {
+	return l.index(team, Placement{Tier: Dedicated, Period: p.Period, Class: p.Class}, p.Start)
 }
 
 func (l *Layout) index(team string, p Placement, t time.Time) string {
@@ -487,19 +494,50 @@ func NextBoundary(now time.Time, ps ...Period) time.Time {
 // quarantine, old per-team indices included. A reader filters by team_id; a team's events are in
 // no other index.
 func (l *Layout) ReadIndices() []string {
-	return []string{l.prefix + "*", "-" + l.quarantine}
+	return []string{l.Family(), "-" + l.quarantine}
 }
+
+// Family is the pattern of every index the layout names: the partitions, the previous per-team
+// indices and the quarantine.
+func (l *Layout) Family() string { return l.prefix + "*" }
 
 // DataViewTitle is ReadIndices as a Kibana data view title.
 func (l *Layout) DataViewTitle() string { return strings.Join(l.ReadIndices(), ",") }
 
-// TemplatePattern is the index pattern of the event template.
-func (l *Layout) TemplatePattern() string { return l.prefix + "*" }
+// TemplatePattern is the index pattern of the event template (the quarantine's template, of
+// higher priority, takes the quarantine out of it).
+func (l *Layout) TemplatePattern() string { return l.Family() }
 
 // PartitionPatterns match every partition of both tiers (not the previous per-team indices).
 func (l *Layout) PartitionPatterns() []string {
 	return []string{l.prefix + Shared + ".*", l.prefix + Dedicated + ".*"}
 }
 
+// Renamed is an index of the family under another prefix: where a copy of the whole family (the
+// replay benchmark's) puts it. ok is false for an index outside the family.
+func (l *Layout) Renamed(index, prefix string) (string, bool) {
+	rest, ok := strings.CutPrefix(index, l.prefix)
+	return prefix + rest, ok
+}
+
 // Legacy is a team's index in the previous per-team layout (read, never written).
 func (l *Layout) Legacy(team string) string { return l.prefix + team }
+
+// CheckIndexName is the rule for every index name the project is configured with (the prefix, the
+// quarantine, the API keys' index): Elasticsearch's rules, and no leading dot (hidden and system
+// indices are not ours to write).
+func CheckIndexName(name string) error {
+	switch {
+	case name == "", name == ".", name == "..":
+		return fmt.Errorf("%q is not a valid index name", name)
+	case len(name) > 255:
+		return fmt.Errorf("index name is longer than 255 bytes")
+	case strings.ContainsAny(name[:1], "-_+."):
+		return fmt.Errorf("%q must not start with -, _, + or .", name)
+	case strings.ToLower(name) != name:
+		return fmt.Errorf("%q must be lowercase", name)
+	case strings.ContainsAny(name, `\/*?"<>| ,#:`):
+		return fmt.Errorf(`%q must not contain \ / * ? " < > | space , # :`, name)
+	}
+	return nil
+}

@@ -50,7 +50,7 @@ func TestIndexIsAFunctionOfTeamTimeAndConfig(t *testing.T) {
 		require.True(t, ok, c.want)
 		assert.False(t, date(c.at).Before(p.Start), c.want)
 		assert.True(t, date(c.at).Before(p.End), c.want)
-		assert.NoError(t, audit.CheckIndexName(c.want))
+		assert.NoError(t, CheckIndexName(c.want))
 	}
 }
 
@@ -206,4 +206,33 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("Parse(%q) = %+v, which names %q", name, p, got)
 		}
 	})
+}
+
+// TestCheckIndexName: the one rule for configured index names.
+func TestCheckIndexName(t *testing.T) {
+	for _, ok := range []string{"audit-", "audit-quarantine", "auditapi-keys", "a.b_c-1", "ünïcode"} {
+		assert.NoError(t, CheckIndexName(ok), ok)
+	}
+	for _, bad := range []string{"", ".", "..", ".hidden", "-a", "_a", "+a", "Audit", "a b", "a,b", "a*", "a?", "a#b", "a:b", `a\b`, "a/b", `a"b`, "a<b", "a>b", "a|b", strings.Repeat("a", 256)} {
+		assert.Error(t, CheckIndexName(bad), bad)
+	}
+}
+
+// TestDedicatedPartition: the dedicated partition that takes over a shared one is the one Index
+// gives the team once it is dedicated, for the same class and period.
+func TestDedicatedPartition(t *testing.T) {
+	shared := testLayout(t)
+	p, ok := shared.Parse(shared.Index("191796", date("2026-11-15T10:00:00Z")))
+	require.True(t, ok)
+	dedicated := testLayout(t, TeamConfig{Team: "191796", Tier: Dedicated, Period: Month})
+	assert.Equal(t, dedicated.Index("191796", date("2026-11-15T10:00:00Z")), shared.DedicatedPartition("191796", p))
+}
+
+func TestRenamed(t *testing.T) {
+	l := testLayout(t)
+	got, ok := l.Renamed("audit-shared.standard.2026-11", "copy-audit-")
+	assert.True(t, ok)
+	assert.Equal(t, "copy-audit-shared.standard.2026-11", got)
+	_, ok = l.Renamed("other-index", "copy-audit-")
+	assert.False(t, ok)
 }

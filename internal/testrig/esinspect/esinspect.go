@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/auditpipe/auditpipe/internal/document"
+
 	"github.com/auditpipe/auditpipe/internal/shared/layout"
 )
 
@@ -39,7 +41,7 @@ func Counts(base string, lay *layout.Layout) (teams map[string]int, quarantined 
 	teams = map[string]int{}
 	var after json.RawMessage
 	for {
-		composite := map[string]any{"size": 10000, "sources": []any{map[string]any{"team": map[string]any{"terms": map[string]any{"field": "team_id"}}}}}
+		composite := map[string]any{"size": 10000, "sources": []any{map[string]any{"team": map[string]any{"terms": map[string]any{"field": document.TeamID}}}}}
 		if after != nil {
 			composite["after"] = after
 		}
@@ -112,8 +114,8 @@ func Inventory(base string, lay *layout.Layout) ([]Doc, error) {
 		return nil, err
 	}
 	var docs []Doc
-	fields := []string{"@timestamp", "event.id", "event.ingested", "team_id", "quarantine.team_id", "quarantine.reasons"}
-	err := EachHit(base, []string{lay.Prefix() + "*"}, fields, func(h Hit) error {
+	fields := []string{document.Timestamp, document.EventID, document.EventIngested, document.TeamID, document.QuarantineTeamID, document.QuarantineReason}
+	err := EachHit(base, []string{lay.Family()}, fields, func(h Hit) error {
 		var s struct {
 			Time  string `json:"@timestamp"`
 			Event struct {

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/auditpipe/auditpipe/internal/document"
+
 	"github.com/auditpipe/auditpipe/internal/shared/layout"
 	"github.com/auditpipe/auditpipe/kibana"
 )
@@ -106,16 +108,16 @@ func main() {
 	}
 	objects := []obj{
 		{"id": dataView, "type": "index-pattern", "attributes": obj{
-			"title": lay.DataViewTitle(), "name": "Audit events", "timeFieldName": "@timestamp",
+			"title": lay.DataViewTitle(), "name": "Audit events", "timeFieldName": document.Timestamp,
 		}, "references": []obj{}},
 		{"id": quarantineView, "type": "index-pattern", "attributes": obj{
-			"title": lay.Quarantine(), "name": "Audit quarantine", "timeFieldName": "@timestamp",
+			"title": lay.Quarantine(), "name": "Audit quarantine", "timeFieldName": document.Timestamp,
 		}, "references": []obj{}},
 		{"id": searchID, "type": "search", "attributes": obj{
 			"title":                 "Audit events",
 			"description":           "Every audit event with the columns on-call engineers export",
-			"columns":               []string{"team_id", "action", "actor.type", "actor.id", "user.email", "targets.type", "targets.id", "remote_addr", "user_agent"},
-			"sort":                  [][]string{{"@timestamp", "desc"}},
+			"columns":               stored(document.TeamID, document.Action, "actor.type", document.ActorID, "user.email", document.TargetType, document.TargetID, "remote_addr", "user_agent"),
+			"sort":                  [][]string{{document.Timestamp, "desc"}},
 			"kibanaSavedObjectMeta": obj{"searchSourceJSON": searchSource("")},
 		}, "references": indexRef(dataView)},
 	}
@@ -153,4 +155,19 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+}
+
+// stored returns the fields, each of which must be a field of the stored document: a saved object
+// naming another would show an empty column.
+func stored(fields ...string) []string {
+	known := map[string]bool{}
+	for _, f := range document.EventFields() {
+		known[f.Path] = true
+	}
+	for _, f := range fields {
+		if !known[f] {
+			panic("not a field of the stored document: " + f)
+		}
+	}
+	return fields
 }

@@ -1,7 +1,8 @@
-// Package stored reads back the event.hash Elasticsearch holds under document ids: what tells a
-// redelivery of a stored event from a different event under the same id. The exporter asks it of
-// every 409, the quarantine replay of every record it re-drove; one _mget answers a whole batch.
-package stored
+package document
+
+// Hashes reads back the event.hash Elasticsearch holds under document ids: what tells a redelivery
+// of a stored event from a different event under the same id. The exporter asks it of every 409,
+// the quarantine replay of every record it re-drove; one _mget answers a whole batch.
 
 import (
 	"bytes"
@@ -50,7 +51,7 @@ func Hashes(ctx context.Context, es *elasticsearch.Client, refs []Ref) ([]Doc, e
 			b = append(b, `,"routing":`...)
 			b = pjson.AppendString(b, r.Routing)
 		}
-		b = append(b, `,"_source":["event.hash"]}`...)
+		b = append(b, `,"_source":["`+EventHash+`"]}`...)
 	}
 	b = append(b, `]}`...)
 	res, err := es.Mget(bytes.NewReader(b), es.Mget.WithContext(ctx), es.Mget.WithFilterPath("docs.found,docs._source,docs.error.type"))

@@ -1,4 +1,4 @@
-package query
+package recorder
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/collector/confmap/provider/fileprovider"
 
 	"github.com/auditpipe/auditpipe/exporter/auditelasticsearchexporter"
+	"github.com/auditpipe/auditpipe/internal/query"
 	"github.com/auditpipe/auditpipe/internal/shared/layout"
 	"github.com/auditpipe/auditpipe/processor/auditprocessor"
 )
@@ -54,8 +55,8 @@ func RegisterFlags(fs *flag.FlagSet) *Flags {
 }
 
 // Client connects with the parsed flags.
-func (f *Flags) Client() (*Client, error) {
-	c := Conn{
+func (f *Flags) Client() (*query.Client, error) {
+	c := query.Conn{
 		URLs: strings.Split(*f.url, ","), User: *f.user, Password: *f.password, APIKey: *f.apiKey,
 		CAFile: *f.ca, InsecureSkipVerify: *f.insecure, IndexPrefix: *f.prefix, QuarantineIndex: *f.quarantine,
 	}
@@ -77,7 +78,7 @@ func (f *Flags) Client() (*Client, error) {
 			return nil, err
 		}
 	}
-	return New(c)
+	return query.New(c)
 }
 
 // errNoSection: the collector's configuration has no such component.

@@ -1,4 +1,4 @@
-package query
+package document
 
 import (
 	"encoding/json"

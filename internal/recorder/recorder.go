@@ -1,4 +1,9 @@
-package query
+// Package recorder runs the collector's audit processor and Elasticsearch exporter in process, so
+// that the tools' own events (an export, a key, an API read, a replay, an import) are validated,
+// normalized, encoded and stored exactly as the collector would store them. It is the one package
+// below the commands that imports the components; it also reads the collector's configuration
+// (flags.go) so that the tools record and read where, and as, the collector does.
+package recorder
 
 import (
 	"context"
@@ -24,15 +29,14 @@ import (
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/auditlog"
 	"github.com/auditpipe/auditpipe/exporter/auditelasticsearchexporter"
+	"github.com/auditpipe/auditpipe/internal/query"
 	"github.com/auditpipe/auditpipe/processor/auditprocessor"
 )
 
-// Record writes one audit event into its team's index through the audit processor and the
-// Elasticsearch exporter, in process: the event is validated, normalized, encoded and stored exactly
-// as the collector would, so the CLI's own events (such as "this log was exported") look like any other.
-// It returns the event id.
-func (c *Client) Record(ctx context.Context, ev audit.Event) (string, error) {
-	ids, err := c.RecordAll(ctx, []audit.Event{ev})
+// Record writes one audit event into its team's log through the audit processor and the
+// Elasticsearch exporter (with the processor's defaults), in process. It returns the event id.
+func Record(ctx context.Context, c *query.Client, ev audit.Event) (string, error) {
+	ids, err := RecordAll(ctx, c, []audit.Event{ev})
 	if err != nil {
 		return "", err
 	}
@@ -40,8 +44,8 @@ func (c *Client) Record(ctx context.Context, ev audit.Event) (string, error) {
 }
 
 // RecordAll is Record for many events, sent in one pass through the pipeline.
-func (c *Client) RecordAll(ctx context.Context, events []audit.Event) ([]string, error) {
-	r, err := c.NewRecorder(ctx, nil)
+func RecordAll(ctx context.Context, c *query.Client, events []audit.Event) ([]string, error) {
+	r, err := New(ctx, c, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -66,9 +70,10 @@ type waiter struct {
 	done chan struct{}
 }
 
-// NewRecorder starts a pipeline with the processor settings pcfg (nil: the defaults). Close stops it.
-func (c *Client) NewRecorder(ctx context.Context, pcfg *auditprocessor.Config) (*Recorder, error) {
-	pipe, err := c.newPipeline(ctx, pcfg)
+// New starts a pipeline writing where c reads, with the processor settings pcfg (nil: the
+// defaults). Close stops it.
+func New(ctx context.Context, c *query.Client, pcfg *auditprocessor.Config) (*Recorder, error) {
+	pipe, err := newPipeline(ctx, c, pcfg)
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +83,7 @@ func (c *Client) NewRecorder(ctx context.Context, pcfg *auditprocessor.Config) (
 // Close stops the recorder's pipeline.
 func (r *Recorder) Close() { r.pipe.shutdown() }
 
-// Record is Client.Record through this recorder. Concurrent calls share passes through the pipeline
+// Record records one event through this recorder. Concurrent calls share passes through the pipeline
 // (a group commit): whoever gets to write takes every event queued by then, so many requests at once
 // cost a few bulk requests, not one each in a row.
 func (r *Recorder) Record(ctx context.Context, ev audit.Event) (string, error) {
@@ -112,7 +117,7 @@ func (r *Recorder) Record(ctx context.Context, ev audit.Event) (string, error) {
 	return p.id, w.err
 }
 
-// RecordAll is Client.RecordAll through this recorder.
+// RecordAll records events in one pass through this recorder.
 func (r *Recorder) RecordAll(ctx context.Context, events []audit.Event) ([]string, error) {
 	ps := make([]prepared, len(events))
 	ids := make([]string, len(events))
@@ -191,20 +196,27 @@ type pipeline struct {
 	close []func()
 }
 
-// newPipeline starts the processor (pcfg, or its defaults when nil) and an exporter writing to this
-// client's indices, without a queue: run returns once every record is stored or quarantined.
-func (c *Client) newPipeline(ctx context.Context, pcfg *auditprocessor.Config) (*pipeline, error) {
+// newPipeline starts the processor (pcfg, or its defaults when nil) and an exporter writing to c's
+// indices, without a queue: run returns once every record is stored or quarantined. The exporter
+// takes the processor's catalog, as the collector's configuration should give both.
+func newPipeline(ctx context.Context, c *query.Client, pcfg *auditprocessor.Config) (*pipeline, error) {
+	conn := c.Conn()
+	pf := auditprocessor.NewFactory()
+	if pcfg == nil {
+		pcfg = pf.CreateDefaultConfig().(*auditprocessor.Config)
+	}
 	tel := component.TelemetrySettings{Logger: zap.NewNop(), MeterProvider: metricnoop.NewMeterProvider(), TracerProvider: tracenoop.NewTracerProvider(), Resource: pcommon.NewResource()}
 	ef := auditelasticsearchexporter.NewFactory()
 	ecfg := ef.CreateDefaultConfig().(*auditelasticsearchexporter.Config)
-	ecfg.Endpoints = c.conn.URLs
-	ecfg.User, ecfg.Password, ecfg.APIKey = c.conn.User, configopaque.String(c.conn.Password), configopaque.String(c.conn.APIKey)
-	ecfg.TLS.CAFile, ecfg.TLS.InsecureSkipVerify = c.conn.CAFile, c.conn.InsecureSkipVerify
-	ecfg.IndexPrefix, ecfg.QuarantineIndex = c.conn.IndexPrefix, c.conn.QuarantineIndex
-	ecfg.Layout = *c.conn.Layout                    // the collector's layout: an event lands where the collector would put it
-	ecfg.Layout.PurgeInterval = 0                   // purging is the collector's
-	ecfg.Template.Install = c.conn.InstallTemplates // the collector owns the templates
+	ecfg.Endpoints = conn.URLs
+	ecfg.User, ecfg.Password, ecfg.APIKey = conn.User, configopaque.String(conn.Password), configopaque.String(conn.APIKey)
+	ecfg.TLS.CAFile, ecfg.TLS.InsecureSkipVerify = conn.CAFile, conn.InsecureSkipVerify
+	ecfg.IndexPrefix, ecfg.QuarantineIndex = conn.IndexPrefix, conn.QuarantineIndex
+	ecfg.Layout = *conn.Layout                    // the collector's layout: an event lands where the collector would put it
+	ecfg.Layout.PurgeInterval = 0                 // purging is the collector's
+	ecfg.Template.Install = conn.InstallTemplates // the collector owns the templates
 	ecfg.Template.Replicas = 0
+	ecfg.Catalog = pcfg.Catalog // category, description and action_known as the processor sees them
 	ecfg.QueueConfig = configoptional.None[exporterhelper.QueueBatchConfig]()
 	// A CLI gives up after a while, with an error, rather than wait forever like the collector.
 	ecfg.BackOffConfig.MaxElapsedTime = time.Minute
@@ -222,12 +234,8 @@ func (c *Client) newPipeline(ctx context.Context, pcfg *auditprocessor.Config) (
 	}
 	p.exp = exp
 	p.close = append(p.close, func() { exp.Shutdown(context.Background()) })
-	p.tap = &tap{next: exp, outcome: c.outcomeOf}
+	p.tap = &tap{next: exp, outcome: outcomeFunc(c)}
 
-	pf := auditprocessor.NewFactory()
-	if pcfg == nil {
-		pcfg = pf.CreateDefaultConfig().(*auditprocessor.Config)
-	}
 	proc, err := pf.CreateLogs(ctx, processor.Settings{ID: component.NewID(pf.Type()), TelemetrySettings: tel, BuildInfo: component.NewDefaultBuildInfo()}, pcfg, p.tap)
 	if err != nil {
 		p.shutdown()
