@@ -106,4 +106,6 @@ const (
 	ActionAuditAPIKeyCreated = "audit_api_key_created"
 	// ActionAuditAPIKeyRevoked: A key for this team's audit log API was revoked
 	ActionAuditAPIKeyRevoked = "audit_api_key_revoked"
+	// ActionAuditLogImported: Events kept before this pipeline were imported into this team's log from a file (auditctl import)
+	ActionAuditLogImported = "audit_log_imported"
 )

@@ -13,6 +13,8 @@
 //	auditctl keys create --team 191796 --scope read [--scope export] [--expires 720h] [--name TEXT]
 //	auditctl keys list --team 191796
 //	auditctl keys revoke --team 191796 --id KEY_ID
+//	auditctl import --file history.csv [--file …] --format csv|ndjson --operator you@example.com
+//	                [--team T] [--column NAME=FIELD]... [--dry-run] [--report FILE] [--json]
 //
 // Connection settings come from flags or the environment: ES_URL, ES_USER, ES_PASSWORD, ES_API_KEY,
 // ES_CA_FILE, AUDIT_INDEX_PREFIX, AUDIT_QUARANTINE_INDEX (the same names config.example.yaml uses).
@@ -49,6 +51,7 @@ Commands:
            the records the pipeline could not store, and replaying them once the cause is fixed
   layout show|plan
            where a team's events go (tier, partitions, retention), and how to move it between tiers
+  import   store the audit history kept before this pipeline (CSV or NDJSON files) in the teams' logs
   keys create|list|revoke
            the keys customers use to read their own team's log through the audit log API (auditapi)
 
@@ -96,6 +99,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return layoutCmd(ctx, fs, connect, args, stdout)
 	case "keys":
 		return keysCmd(ctx, fs, connect, args, stdout, stderr)
+	case "import":
+		return importCmd(ctx, fs, connect, args, stdout, stderr)
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("unknown command %q", cmd)

@@ -47,10 +47,11 @@ func csvRow(src json.RawMessage, catalog *audit.Catalog) ([]string, error) {
 	return row, nil
 }
 
-// appendCSVRow appends one RFC 4180 record ending in CRLF. A cell is quoted when it holds a quote, a
-// comma, CR or LF, or starts with a space; quotes are doubled; every other byte is kept as it is (a
-// lone CR too, which encoding/csv drops when it writes CRLF lines).
-func appendCSVRow(b []byte, cells []string) []byte {
+// AppendCSVRow appends one RFC 4180 record ending in CRLF (internal/importer reads it back). A cell
+// is quoted when it holds a quote, a comma, CR or LF, or starts with a space; quotes are doubled;
+// every other byte is kept as it is (a lone CR too, which encoding/csv drops when it writes CRLF
+// lines).
+func AppendCSVRow(b []byte, cells []string) []byte {
 	for i, c := range cells {
 		if i > 0 {
 			b = append(b, ',')

@@ -7,5 +7,5 @@ import (
 )
 
 func TestCSVKeepsCarriageReturns(t *testing.T) {
-	assert.Equal(t, "\"a\rb\",x,\"q\"\"\",\" lead\"\r\n", string(appendCSVRow(nil, []string{"a\rb", "x", `q"`, " lead"})))
+	assert.Equal(t, "\"a\rb\",x,\"q\"\"\",\" lead\"\r\n", string(AppendCSVRow(nil, []string{"a\rb", "x", `q"`, " lead"})))
 }

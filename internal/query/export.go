@@ -60,7 +60,7 @@ func (c *Client) Export(ctx context.Context, f Filter, format Format, w io.Write
 	bw := bufio.NewWriterSize(w, 64<<10)
 	var row []byte
 	if format == CSV {
-		row = appendCSVRow(row[:0], CSVHeader)
+		row = AppendCSVRow(row[:0], CSVHeader)
 		if _, err := bw.Write(row); err != nil {
 			return 0, err
 		}
@@ -94,7 +94,7 @@ func (c *Client) Export(ctx context.Context, f Filter, format Format, w io.Write
 				if err != nil {
 					return written, err
 				}
-				row = appendCSVRow(row[:0], cells)
+				row = AppendCSVRow(row[:0], cells)
 				if _, err := bw.Write(row); err != nil {
 					return written, err
 				}

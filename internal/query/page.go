@@ -144,6 +144,15 @@ func (c *Client) closePIT(id string) {
 	_ = c.do(ctx, esapi.ClosePointInTimeRequest{Body: bytes.NewReader(body)}, nil)
 }
 
+// Count counts the filter's events.
+func (c *Client) Count(ctx context.Context, f Filter) (int64, error) {
+	q, err := f.query()
+	if err != nil {
+		return 0, err
+	}
+	return c.count(ctx, q)
+}
+
 // count counts the events a query matches.
 func (c *Client) count(ctx context.Context, q map[string]any) (int64, error) {
 	var cnt struct{ Count int64 }

@@ -12,6 +12,9 @@ import (
 	"sync"
 	"time"
 
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+
+	"github.com/elastic/go-elasticsearch/v8"
 	"github.com/google/uuid"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/config/configopaque"
@@ -22,7 +25,6 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/processor"
-	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	"go.uber.org/zap"
 
@@ -30,6 +32,7 @@ import (
 	"github.com/auditpipe/auditpipe/auditlog"
 	"github.com/auditpipe/auditpipe/exporter/auditelasticsearchexporter"
 	"github.com/auditpipe/auditpipe/internal/query"
+	"github.com/auditpipe/auditpipe/internal/shared/layout"
 	"github.com/auditpipe/auditpipe/processor/auditprocessor"
 )
 
@@ -190,10 +193,13 @@ func (r *Recorder) write(ctx context.Context, ps []prepared) error {
 // pipeline is the collector's audit processor and Elasticsearch exporter, in process, with a tap
 // between them that reports what the processor made of each record.
 type pipeline struct {
-	proc  processor.Logs
-	exp   exporter.Logs
-	tap   *tap
-	close []func()
+	proc    processor.Logs
+	exp     exporter.Logs
+	tap     *tap
+	close   []func()
+	layout  *layout.Layout
+	es      *elasticsearch.Client
+	metrics *sdkmetric.ManualReader // the components' own metrics: Store reads the exporter's counts
 }
 
 // newPipeline starts the processor (pcfg, or its defaults when nil) and an exporter writing to c's
@@ -205,7 +211,8 @@ func newPipeline(ctx context.Context, c *query.Client, pcfg *auditprocessor.Conf
 	if pcfg == nil {
 		pcfg = pf.CreateDefaultConfig().(*auditprocessor.Config)
 	}
-	tel := component.TelemetrySettings{Logger: zap.NewNop(), MeterProvider: metricnoop.NewMeterProvider(), TracerProvider: tracenoop.NewTracerProvider(), Resource: pcommon.NewResource()}
+	metrics := sdkmetric.NewManualReader()
+	tel := component.TelemetrySettings{Logger: zap.NewNop(), MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(metrics)), TracerProvider: tracenoop.NewTracerProvider(), Resource: pcommon.NewResource()}
 	ef := auditelasticsearchexporter.NewFactory()
 	ecfg := ef.CreateDefaultConfig().(*auditelasticsearchexporter.Config)
 	ecfg.Endpoints = conn.URLs
@@ -223,7 +230,7 @@ func newPipeline(ctx context.Context, c *query.Client, pcfg *auditprocessor.Conf
 	if err := ecfg.Validate(); err != nil {
 		return nil, err
 	}
-	p := &pipeline{}
+	p := &pipeline{layout: c.Layout(), es: c.ES(), metrics: metrics}
 	exp, err := ef.CreateLogs(ctx, exporter.Settings{ID: component.NewID(ef.Type()), TelemetrySettings: tel, BuildInfo: component.NewDefaultBuildInfo()}, ecfg)
 	if err != nil {
 		return nil, err
@@ -269,21 +276,29 @@ func (p *pipeline) shutdown() {
 	}
 }
 
-// tap notes the outcome of every record on its way from the processor to the exporter.
+// tap notes the outcome of every record on its way from the processor to the exporter. before, when
+// set, sees the records and their outcomes first, and may take records out (Store does).
 type tap struct {
 	next    consumer.Logs
 	outcome func(plog.LogRecord) outcome
 	outs    []outcome
+	before  func(ctx context.Context, ld plog.Logs, outs []outcome) error
 }
 
 func (t *tap) Capabilities() consumer.Capabilities { return consumer.Capabilities{} }
 
 func (t *tap) ConsumeLogs(ctx context.Context, ld plog.Logs) error {
+	start := len(t.outs)
 	for _, rl := range ld.ResourceLogs().All() {
 		for _, sl := range rl.ScopeLogs().All() {
 			for _, lr := range sl.LogRecords().All() {
 				t.outs = append(t.outs, t.outcome(lr))
 			}
+		}
+	}
+	if t.before != nil {
+		if err := t.before(ctx, ld, t.outs[start:]); err != nil {
+			return err
 		}
 	}
 	return t.next.ConsumeLogs(ctx, ld)

@@ -177,6 +177,7 @@ func lookup(ctx context.Context, c *query.Client, refs []document.Ref) (map[docu
 
 // outcome is what the processor made of one replayed record, and where the exporter will put it.
 type outcome struct {
+	eventID      string
 	valid        bool
 	team, index  string
 	routing      string
@@ -200,7 +201,7 @@ func outcomeOf(lay *layout.Layout, lr plog.LogRecord) outcome {
 		return ""
 	}
 	o := outcome{
-		valid: str(audit.AttrStatus) == audit.StatusValid, id: str(audit.AttrID), hash: str(audit.AttrHash),
+		valid: str(audit.AttrStatus) == audit.StatusValid, id: str(audit.AttrID), eventID: str(audit.AttrID), hash: str(audit.AttrHash),
 		team: canonical.QuarantineTeamID(lr), quarantineID: canonical.QuarantineID(lr),
 	}
 	if o.valid {

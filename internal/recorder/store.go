@@ -1,0 +1,184 @@
+package recorder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
+	"github.com/auditpipe/auditpipe/audit"
+	"github.com/auditpipe/auditpipe/internal/document"
+	"github.com/auditpipe/auditpipe/internal/shared/layout"
+)
+
+// Results of a record given to Store.
+const (
+	Stored      = "stored"      // indexed in its team's log
+	Duplicate   = "duplicate"   // its id was stored already, with the same content
+	Quarantined = "quarantined" // in the quarantine, for Outcome.Reasons
+	Expired     = "expired"     // past its team's retention: not written (a purge would delete it at once)
+)
+
+// Outcome is what became of one record given to Store.
+type Outcome struct {
+	Result  string
+	Team    string   // the team the record named (checked when Result is Stored, Duplicate or Expired)
+	EventID string   // the event id the pipeline gave it
+	Reasons []string // quarantine reasons, "code: detail"
+}
+
+// Store sends records through the processor and the exporter, as the collector would, and says
+// what became of each, in order. Unlike the collector it does not write an event past its team's
+// retention (Expired), which the collector would quarantine. An error means the pass did not finish:
+// records may have been stored or not, and sending them again stores nothing twice.
+func (r *Recorder) Store(ctx context.Context, ld plog.Logs) ([]Outcome, error) {
+	return r.store(ctx, ld, true)
+}
+
+// Check is Store without writing: what Store would do, as the log stands (a dry run).
+func (r *Recorder) Check(ctx context.Context, ld plog.Logs) ([]Outcome, error) {
+	return r.store(ctx, ld, false)
+}
+
+// errChecked ends a pass of Check before the exporter.
+var errChecked = errors.New("checked, not written")
+
+func (r *Recorder) store(ctx context.Context, ld plog.Logs, write bool) ([]Outcome, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p := r.pipe
+	n := ld.LogRecordCount()
+	p.tap.outs = p.tap.outs[:0]
+	outs := make([]Outcome, 0, n)
+	var stored []document.Ref // the records believed indexed by this pass, to check if the exporter says otherwise
+	var storedAt []int
+	p.tap.before = func(ctx context.Context, ld plog.Logs, os []outcome) error {
+		now := time.Now()
+		var refs []document.Ref
+		var at []int
+		var hashes []string
+		i := 0
+		for _, rl := range ld.ResourceLogs().All() {
+			for _, sl := range rl.ScopeLogs().All() {
+				sl.LogRecords().RemoveIf(func(lr plog.LogRecord) bool {
+					o := os[i]
+					out := Outcome{Team: o.team, EventID: o.eventID}
+					drop := false
+					switch code, detail := p.layout.Check(o.team, lr.Timestamp().AsTime(), now); {
+					case !o.valid:
+						out.Result, out.Reasons = Quarantined, o.problems
+					case code == layout.ProblemExpired:
+						out.Result, drop = Expired, true
+					case code != "":
+						out.Result, out.Reasons = Quarantined, []string{audit.FormatProblem(code, detail)}
+					default:
+						out.Result = Stored
+						refs, at = append(refs, document.Ref{Index: o.index, ID: o.id, Routing: o.routing}), append(at, len(outs))
+						hashes = append(hashes, o.hash)
+					}
+					outs = append(outs, out)
+					i++
+					return drop
+				})
+			}
+		}
+		// What the log holds already under these ids: a redelivery, or another event's id.
+		docs, err := document.Hashes(ctx, p.es, refs)
+		if err != nil {
+			return fmt.Errorf("reading what is stored under the events' ids: %w", err)
+		}
+		for j, d := range docs {
+			k := at[j]
+			switch {
+			case d.ErrorType != "" && d.ErrorType != "index_not_found_exception":
+				return fmt.Errorf("reading what is stored under event %s: %s", outs[k].EventID, d.ErrorType)
+			case !d.Found:
+				stored, storedAt = append(stored, refs[j]), append(storedAt, k)
+			case d.Hash == hashes[j]:
+				outs[k].Result = Duplicate
+			default:
+				outs[k].Result, outs[k].Reasons = Quarantined, []string{audit.FormatProblem(audit.ProblemIDConflict, fmt.Sprintf("event id %q is stored with hash %s", outs[k].EventID, d.Hash))}
+			}
+		}
+		if !write {
+			return errChecked
+		}
+		return nil
+	}
+	defer func() { p.tap.before = nil }()
+	before := p.quarantined(ctx)
+	if err := p.proc.ConsumeLogs(ctx, ld); err != nil && !(errors.Is(err, errChecked) && !write) {
+		return nil, err
+	}
+	if len(outs) != n {
+		return nil, fmt.Errorf("the processor passed on %d of %d records", len(outs), n)
+	}
+	// The exporter may still quarantine an event it was to index (too large a document, a mapping
+	// refusal): its count says so, and then the events are looked up one by one.
+	want := 0
+	for _, o := range outs {
+		if o.Result == Quarantined {
+			want++
+		}
+	}
+	if got := p.quarantined(ctx) - before; write && got > int64(want) {
+		docs, err := document.Hashes(ctx, p.es, stored)
+		if err != nil {
+			return nil, fmt.Errorf("reading back the stored events: %w", err)
+		}
+		for j, d := range docs {
+			if !d.Found {
+				k := storedAt[j]
+				outs[k].Result, outs[k].Reasons = Quarantined, []string{"quarantined by the exporter: see auditctl quarantine list --team " + outs[k].Team}
+			}
+		}
+	}
+	return outs, nil
+}
+
+// Refuse quarantines records that are not events (a row of a file that does not parse), each with
+// the reasons in its audit.problems attribute and the team in audit.quarantine.team_id, as the
+// collector quarantines a record the processor refused. The processor does not see them: it would
+// put its own reasons in place of the caller's.
+func (r *Recorder) Refuse(ctx context.Context, ld plog.Logs) error {
+	for _, rl := range ld.ResourceLogs().All() {
+		for _, sl := range rl.ScopeLogs().All() {
+			for _, lr := range sl.LogRecords().All() {
+				lr.Attributes().PutStr(audit.AttrStatus, audit.StatusInvalid)
+			}
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.pipe.exp.ConsumeLogs(ctx, ld)
+}
+
+// quarantined is the exporter's count of documents it quarantined so far.
+func (p *pipeline) quarantined(ctx context.Context) int64 {
+	var rm metricdata.ResourceMetrics
+	if err := p.metrics.Collect(ctx, &rm); err != nil {
+		return 0
+	}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != "otelcol_exporter_audit_documents" {
+				continue
+			}
+			sum, ok := m.Data.(metricdata.Sum[int64])
+			if !ok {
+				continue
+			}
+			var n int64
+			for _, dp := range sum.DataPoints {
+				if v, ok := dp.Attributes.Value("outcome"); ok && v.AsString() == "quarantined" {
+					n += dp.Value
+				}
+			}
+			return n
+		}
+	}
+	return 0
+}
