@@ -14,8 +14,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/auditpipe/auditpipe/audit"
-	"github.com/auditpipe/auditpipe/internal/shared/pjson"
 	"github.com/auditpipe/auditpipe/internal/document"
+	"github.com/auditpipe/auditpipe/internal/shared/pjson"
 )
 
 // The exporter's one rule: a record leaves the exporter only as indexed, as a verified duplicate, or

@@ -10,8 +10,8 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog"
 
 	"github.com/auditpipe/auditpipe/audit"
-	"github.com/auditpipe/auditpipe/internal/shared/canonical"
 	"github.com/auditpipe/auditpipe/internal/document"
+	"github.com/auditpipe/auditpipe/internal/shared/canonical"
 )
 
 // readEvent checks a record the processor marked valid, again: the exporter may run without the
@@ -90,4 +90,3 @@ func strField(m pcommon.Map, k string) string {
 	}
 	return v.Str()
 }
-

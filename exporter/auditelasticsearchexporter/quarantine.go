@@ -7,8 +7,8 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog"
 
 	"github.com/auditpipe/auditpipe/audit"
-	"github.com/auditpipe/auditpipe/internal/shared/canonical"
 	"github.com/auditpipe/auditpipe/internal/document"
+	"github.com/auditpipe/auditpipe/internal/shared/canonical"
 )
 
 // Quarantine stages and the exporter's own quarantine reasons (the processor's problem codes are
@@ -17,9 +17,9 @@ const (
 	stageValidation = "validation"
 	stageIndexing   = "indexing"
 
-	reasonNotNormalized   = "not_normalized"     // audit.status=valid but the body is not a canonical event
-	reasonDocumentTooBig  = "document_too_large" // larger than max_document_bytes
-	reasonRejected        = "rejected"           // Elasticsearch refused the document for its own fault
+	reasonNotNormalized  = "not_normalized"     // audit.status=valid but the body is not a canonical event
+	reasonDocumentTooBig = "document_too_large" // larger than max_document_bytes
+	reasonRejected       = "rejected"           // Elasticsearch refused the document for its own fault
 )
 
 // source is the record a quarantine document keeps, with its resource and scope.
@@ -58,4 +58,3 @@ func (e *auditExporter) quarantineRefused(it *item, q document.Quarantine, inges
 	res, scope, lr := document.EventRecord(plog.NewLogs(), it.doc, it.eventID)
 	e.toQuarantine(it, q, source{res, scope, lr}, ingested)
 }
-
