@@ -19,6 +19,7 @@ var allowed = map[string][]string{
 	"internal/query":     {"audit", "internal/shared/", "internal/document"},
 	"internal/recorder":  {"audit", "auditlog", "internal/shared/", "internal/document", "internal/query", "processor/auditprocessor", "exporter/auditelasticsearchexporter"},
 	"internal/tenantapi": {"audit", "auditlog", "internal/shared/", "internal/document", "internal/query", "internal/recorder"},
+	"internal/importer":  {"audit", "auditlog", "internal/shared/", "internal/document", "internal/query", "internal/recorder"},
 	"internal/testrig/":  {"audit", "auditlog", "internal/shared/", "internal/document", "internal/testrig/"},
 }
 

@@ -61,6 +61,7 @@ func importCmd(ctx context.Context, fs *flag.FlagSet, connect *recorder.Flags, a
 	if err != nil {
 		return err
 	}
+	o.Client = c
 	o.NewRecorder = func(ctx context.Context) (*recorder.Recorder, error) { return recorder.New(ctx, c, pcfg) }
 	if *report != "" {
 		f, err := os.Create(*report)

@@ -8,6 +8,8 @@
 //	auditproof footprint                          cluster state and time of an index or an alias per team
 //	auditproof api [-teams 1000] [-events 1000000] the audit log API: GET /v1/events requests/s and latency,
 //	                                              export events/s
+//	auditproof import [-teams 1000] [-events 1000000] auditctl import of a CSV: events/s beside the collector's,
+//	                                              peak RSS at a tenth and at the whole file
 //
 // Every acknowledged record is checked by id: stored exactly once where the layout puts its team and
 // time, or quarantined with a reason. Every fault is shown to have happened (measured, counted, the pid
@@ -55,8 +57,8 @@ type env struct {
 }
 
 func main() {
-	if len(os.Args) < 2 || !slices.Contains([]string{"reliability", "load", "footprint", "api"}, os.Args[1]) {
-		fmt.Fprintln(os.Stderr, "usage: auditproof reliability|load|footprint|api [-short] [-es-port 9250]")
+	if len(os.Args) < 2 || !slices.Contains([]string{"reliability", "load", "footprint", "api", "import"}, os.Args[1]) {
+		fmt.Fprintln(os.Stderr, "usage: auditproof reliability|load|footprint|api|import [-short] [-es-port 9250]")
 		os.Exit(2)
 	}
 	fs := flag.NewFlagSet("auditproof "+os.Args[1], flag.ExitOnError)
@@ -66,7 +68,7 @@ func main() {
 	fs.StringVar(&e.config, "config", "config.example.yaml", "the collector configuration")
 	fs.StringVar(&e.esPort, "es-port", "9250", "port of the Elasticsearch node auditproof starts and stops")
 	fs.IntVar(&e.teams, "teams", 0, "load: only this team count (with -metadata); api: the teams (default 1000)")
-	fs.IntVar(&e.apiEvents, "events", 1000000, "api: events stored before measuring")
+	fs.IntVar(&e.apiEvents, "events", 1000000, "api: events stored before measuring; import: rows of the file")
 	fs.IntVar(&e.clients, "clients", 4, "api: concurrent clients")
 	fs.DurationVar(&e.duration, "duration", 60*time.Second, "api: how long clients page through logs")
 	fs.IntVar(&e.metadata, "metadata", 200, "load: metadata bytes per event, with -teams")
@@ -102,6 +104,11 @@ func main() {
 			e.teams = 1000
 		}
 		ok = apiBench(e)
+	case "import":
+		if e.teams == 0 {
+			e.teams = 1000
+		}
+		ok = importBench(e)
 	}
 	if !ok {
 		e.es("stop")

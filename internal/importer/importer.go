@@ -32,6 +32,7 @@ import (
 
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/auditlog"
+	"github.com/auditpipe/auditpipe/internal/query"
 	"github.com/auditpipe/auditpipe/internal/recorder"
 )
 
@@ -62,8 +63,10 @@ type Options struct {
 	Report io.Writer
 	// Progress, when set, is told the bytes read so far of total (0 when unknown, such as stdin).
 	Progress func(read, total int64)
-	// Recorders make the pipelines (Workers of them) that store the rows and the import's record.
+	// NewRecorder makes the pipelines (Workers of them) that store the rows and the import's
+	// record, writing where Client reads.
 	NewRecorder func(ctx context.Context) (*recorder.Recorder, error)
+	Client      *query.Client
 }
 
 // Counts are what happened to rows.
@@ -184,6 +187,9 @@ func Import(ctx context.Context, o Options) (Summary, error) {
 	if err := o.Check(); err != nil {
 		return sum, err
 	}
+	if o.NewRecorder == nil || (o.Client == nil && !o.DryRun) {
+		return sum, errors.New("importer: Options.NewRecorder and Options.Client are required")
+	}
 	if o.Workers <= 0 {
 		o.Workers = 2
 	}
@@ -296,7 +302,14 @@ func Import(ctx context.Context, o Options) (Summary, error) {
 	if o.DryRun {
 		return sum, nil
 	}
-	return sum, record(ctx, recs[0], o, &sum)
+	if err := record(ctx, recs[0], o, &sum); err != nil {
+		return sum, err
+	}
+	// Searchable now, for an export or a list right after the import.
+	if err := o.Client.Refresh(ctx); err != nil {
+		return sum, fmt.Errorf("the import is stored, but refreshing the indices failed: %w", err)
+	}
+	return sum, nil
 }
 
 // open opens a file (or standard input), decompresses it if its name ends in .gz, and reads a CSV

@@ -54,7 +54,7 @@ func refresh(t testing.TB, c *query.Client) {
 
 func options(c *query.Client, files ...string) Options {
 	return Options{
-		Files: files, Format: CSV, Operator: "ops@example.com", Batch: 7,
+		Files: files, Format: CSV, Operator: "ops@example.com", Batch: 7, Client: c,
 		NewRecorder: func(ctx context.Context) (*recorder.Recorder, error) { return recorder.New(ctx, c, nil) },
 	}
 }

@@ -158,3 +158,11 @@ func isNotFound(err error) bool { return IsStatus(err, http.StatusNotFound) }
 
 // ES is the client's Elasticsearch connection, for the recorder's reads of what it stored.
 func (c *Client) ES() *elasticsearch.Client { return c.es }
+
+// Refresh makes everything written to the audit indices and the quarantine searchable now, for a
+// tool that reads right after it wrote (an import, a replay).
+func (c *Client) Refresh(ctx context.Context) error {
+	yes := true
+	idx := append(c.layout.ReadIndices(), c.conn.QuarantineIndex)
+	return c.do(ctx, esapi.IndicesRefreshRequest{Index: idx, IgnoreUnavailable: &yes, AllowNoIndices: &yes}, nil)
+}
