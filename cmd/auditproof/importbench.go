@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"go.opentelemetry.io/collector/component"
@@ -23,6 +23,7 @@ import (
 	"github.com/auditpipe/auditpipe/internal/importer"
 	"github.com/auditpipe/auditpipe/internal/query"
 	"github.com/auditpipe/auditpipe/internal/shared/layout"
+	"github.com/auditpipe/auditpipe/internal/testrig/collectorproc"
 	"github.com/auditpipe/auditpipe/internal/testrig/esinspect"
 	"github.com/auditpipe/auditpipe/internal/testrig/loadgen"
 )
@@ -82,19 +83,38 @@ func (e env) importOnce(ctl string, n int) ([]any, error) {
 	cmd := exec.Command(ctl, "import", "--file", file, "--format", "csv", "--operator", "auditproof", "--es-url", e.esURL,
 		"--index-prefix", lay.Prefix(), "--quarantine-index", lay.Quarantine(), "--progress", "off", "--json")
 	cmd.Stderr = os.Stderr
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
 	esBefore := e.esUsage()
 	began := time.Now()
-	out, err := cmd.Output()
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	// The child's own high-water mark, read while it runs: the rusage of a child also holds the
+	// parent's resident size at the fork.
+	var peak int64
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	for done := false; !done; {
+		select {
+		case err = <-exited:
+			done = true
+		case <-time.After(50 * time.Millisecond):
+			if u, uerr := collectorproc.ProcessUsage(cmd.Process.Pid); uerr == nil {
+				peak = max(peak, u.PeakRSS)
+			}
+		}
+	}
 	elapsed := time.Since(began)
 	esCPU := e.esUsage() - esBefore
 	if err != nil {
 		return nil, fmt.Errorf("auditctl import: %w", err)
 	}
+	out := stdout.Bytes()
 	var sum importer.Summary
 	if err := json.Unmarshal(out, &sum); err != nil {
 		return nil, fmt.Errorf("the summary: %w: %s", err, out)
 	}
-	rss := int64(cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss) << 10
 	teams, quarantined, err := esinspect.Counts(e.esURL, lay)
 	if err != nil {
 		return nil, err
@@ -109,7 +129,7 @@ func (e env) importOnce(ctl string, n int) ([]any, error) {
 	all := imported == n && sum.Stored == int64(n) && quarantined == 0
 	esinspect.DeleteAll(e.esURL, prefix)
 	return []any{"auditctl import", n, e.teams, st.Size() >> 20, fmt.Sprintf("%.0f", float64(sum.Stored)/elapsed.Seconds()),
-		rss >> 20, perEvent(esCPU, sum.Stored), all}, nil
+		peak >> 20, perEvent(esCPU, sum.Stored), all}, nil
 }
 
 // writeHistory writes n realistic events (internal/testrig/loadgen's) over teams teams, in time

@@ -34,9 +34,10 @@ func (c *Config) templates(lay *layout.Layout) map[string][]byte {
 		return fmt.Appendf(nil, `{"index_patterns":[%q],"priority":%d,"version":%d,"_meta":{"managed_by":"auditpipe","hash":%q},"template":{"settings":{"index":%s},"mappings":%s}}`,
 			pattern, priority, document.TemplateVersion, hex.EncodeToString(sum[:8]), settings+"}", mappings)
 	}
+	events, quarantine := lay.TemplateNames()
 	return map[string][]byte{
-		c.IndexPrefix + "events":     build(lay.TemplatePattern(), 200, teamSettings, document.EventMappings),
-		c.QuarantineIndex + "-index": build(c.QuarantineIndex, 300, settings, document.QuarantineMappings),
+		events:     build(lay.TemplatePattern(), 200, teamSettings, document.EventMappings),
+		quarantine: build(c.QuarantineIndex, 300, settings, document.QuarantineMappings),
 	}
 }
 

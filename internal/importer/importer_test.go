@@ -411,3 +411,21 @@ func importGrowth(t *testing.T, n int) (int64, int64) {
 	require.Equal(t, int64(n), sum.Stored)
 	return int64(peak.Load()) - int64(base), st.Size()
 }
+
+// TestNoImportBeforeTheTemplates: where the collector never installed the index templates, the
+// import refuses to start, and nothing is stored with Elasticsearch's guessed mappings.
+func TestNoImportBeforeTheTemplates(t *testing.T) {
+	installed := node(t, "notemplates")
+	conn := installed.Conn()
+	conn.InstallTemplates = false // as the tools run: the templates are the collector's
+	c, err := query.New(conn)
+	require.NoError(t, err)
+	o := options(c, write(t, "h.csv", "timestamp,action,actor_type\r\n"+t0.Format(time.RFC3339Nano)+",job_created,system\r\n"))
+	o.Team = "5"
+	_, err = Import(context.Background(), o)
+	require.ErrorContains(t, err, "no index template")
+	refresh(t, c)
+	teams, err := c.Teams(context.Background())
+	require.NoError(t, err)
+	assert.Empty(t, teams)
+}

@@ -166,3 +166,20 @@ func (c *Client) Refresh(ctx context.Context) error {
 	idx := append(c.layout.ReadIndices(), c.conn.QuarantineIndex)
 	return c.do(ctx, esapi.IndicesRefreshRequest{Index: idx, IgnoreUnavailable: &yes, AllowNoIndices: &yes}, nil)
 }
+
+// CheckTemplates makes sure the collector has installed the index templates of these names: a tool
+// that writes before it (an import into a cluster the collector never ran against) would create
+// partitions with Elasticsearch's guessed mappings.
+func (c *Client) CheckTemplates(ctx context.Context) error {
+	events, quarantine := c.layout.TemplateNames()
+	for _, name := range []string{events, quarantine} {
+		err := c.do(ctx, esapi.IndicesGetIndexTemplateRequest{Name: name}, nil)
+		if IsStatus(err, http.StatusNotFound) {
+			return fmt.Errorf("the cluster has no index template %s: start the collector with this configuration once (it installs the templates), then run this again", name)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

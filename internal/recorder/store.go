@@ -22,6 +22,11 @@ const (
 	Expired     = "expired"     // past its team's retention: not written (a purge would delete it at once)
 )
 
+// ProblemExporterQuarantined is the reason Store gives an event the exporter quarantined after the
+// processor took it (a document too large, a mapping refusal): the quarantine document has the
+// exporter's own reason.
+const ProblemExporterQuarantined = "exporter_quarantined"
+
 // Outcome is what became of one record given to Store.
 type Outcome struct {
 	Result  string
@@ -132,7 +137,7 @@ func (r *Recorder) store(ctx context.Context, ld plog.Logs, write bool) ([]Outco
 		for j, d := range docs {
 			if !d.Found {
 				k := storedAt[j]
-				outs[k].Result, outs[k].Reasons = Quarantined, []string{"quarantined by the exporter: see auditctl quarantine list --team " + outs[k].Team}
+				outs[k].Result, outs[k].Reasons = Quarantined, []string{audit.FormatProblem(ProblemExporterQuarantined, "the exporter quarantined the document; auditctl quarantine list --team "+outs[k].Team+" says why")}
 			}
 		}
 	}

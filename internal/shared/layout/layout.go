@@ -504,6 +504,12 @@ func (l *Layout) Family() string { return l.prefix + "*" }
 // DataViewTitle is ReadIndices as a Kibana data view title.
 func (l *Layout) DataViewTitle() string { return strings.Join(l.ReadIndices(), ",") }
 
+// TemplateNames are the names of the two index templates the exporter installs: the partitions'
+// and the quarantine's.
+func (l *Layout) TemplateNames() (events, quarantine string) {
+	return l.prefix + "events", l.quarantine + "-index"
+}
+
 // TemplatePattern is the index pattern of the event template (the quarantine's template, of
 // higher priority, takes the quarantine out of it).
 func (l *Layout) TemplatePattern() string { return l.Family() }
