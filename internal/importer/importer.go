@@ -25,7 +25,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
@@ -411,7 +410,7 @@ func (b *batch) addEvent(r row) {
 	lr := records(b.good).AppendEmpty()
 	lr.SetEventName(audit.EventName)
 	lr.SetTimestamp(pcommon.NewTimestampFromTime(r.at))
-	lr.Body().SetStr(string(r.body))
+	r.body.MoveTo(lr.Body().SetEmptyMap())
 	if r.id != "" {
 		lr.Attributes().PutStr(audit.AttrID, r.id)
 	}
@@ -502,15 +501,15 @@ func (in *input) each(ctx context.Context, o Options, send func(worker int, b *b
 	return rows, nil
 }
 
-// routeOf picks the worker of a row by what makes its id: the file's id, else the content the
-// pipeline hashes into one (team, time, body).
+// routeOf picks the worker of a row by what makes its id: the file's id, else what the row says
+// (its cells, or its line), from which the pipeline's content hash is made.
 func routeOf(r row, workers int) int {
 	h := fnv.New32a()
+	h.Write([]byte(r.teamID + "\x00"))
 	if r.id != "" {
-		h.Write([]byte(r.teamID + "\x00" + r.id))
+		h.Write([]byte(r.id))
 	} else {
-		h.Write([]byte(r.teamID + "\x00" + r.at.UTC().Format(time.RFC3339Nano) + "\x00"))
-		h.Write(r.body)
+		h.Write(r.key)
 	}
 	return int(h.Sum32() % uint32(workers))
 }

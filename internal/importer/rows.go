@@ -1,7 +1,6 @@
 package importer
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,9 +8,12 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/collector/pdata/pcommon"
+
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/internal/document"
 	"github.com/auditpipe/auditpipe/internal/query"
+	"github.com/auditpipe/auditpipe/internal/shared/pjson"
 )
 
 // The fields a CSV column can fill: the columns of auditctl export, and an event id and a team id.
@@ -44,7 +46,8 @@ type row struct {
 	id     string // "" when the file has none: the pipeline's content hash is the id
 	teamID string
 	at     time.Time
-	body   []byte // the event body, JSON
+	body   pcommon.Map // the event body, as the processor takes a map body
+	key    []byte      // what the row says, to route it (routeOf) when it has no id
 }
 
 // columns maps a CSV header to fields: the file's names (case-insensitively), renamed by --column.
@@ -142,68 +145,46 @@ func (c *columns) row(cells []string, line int, team string) (row, error) {
 		return r, &rowError{fTimestamp, fmt.Sprintf("%q is not an RFC 3339 time", audit.Truncate(ts, 64))}
 	}
 	r.at = at
-	b := bytes.NewBuffer(make([]byte, 0, 512))
-	b.WriteString(`{"action":`)
-	writeJSONString(b, get(fAction))
-	b.WriteString(`,"team_id":`)
-	writeJSONString(b, r.teamID)
-	b.WriteString(`,"actor":{"type":`)
-	writeJSONString(b, get(fActorType))
+	r.key = []byte(strings.Join(cells, "\x00"))
+	body := pcommon.NewMap()
+	body.PutStr(audit.FieldAction, get(fAction))
+	body.PutStr(audit.FieldTeamID, r.teamID)
+	actor := body.PutEmptyMap(audit.FieldActor)
+	actor.PutStr(audit.FieldType, get(fActorType))
 	if id := get(fActorID); id != "" {
-		b.WriteString(`,"id":`)
-		writeJSONString(b, id)
+		actor.PutStr(audit.FieldID, id)
 	}
-	email, name := get(fActorEmail), get(fActorName)
-	if email != "" || name != "" {
-		b.WriteString(`,"metadata":{`)
-		sep := ""
-		for _, kv := range [][2]string{{"email", email}, {"name", name}} {
-			if kv[1] != "" {
-				b.WriteString(sep)
-				writeJSONString(b, kv[0])
-				b.WriteByte(':')
-				writeJSONString(b, kv[1])
-				sep = ","
-			}
+	if email, name := get(fActorEmail), get(fActorName); email != "" || name != "" {
+		md := actor.PutEmptyMap(audit.FieldMetadata)
+		if email != "" {
+			md.PutStr("email", email)
 		}
-		b.WriteByte('}')
+		if name != "" {
+			md.PutStr("name", name)
+		}
 	}
-	b.WriteByte('}')
 	for _, f := range []string{fTargets, fMetadata} {
 		cell := strings.TrimSpace(c.get(cells, f)) // JSON cells are never neutralized
 		if cell == "" {
 			continue
 		}
-		if !json.Valid([]byte(cell)) {
-			return r, &rowError{f, "not JSON"}
+		if err := pjson.DecodeValue([]byte(cell), body.PutEmpty(f)); err != nil {
+			return r, &rowError{f, "not JSON: " + err.Error()}
 		}
-		b.WriteString(`,"` + f + `":`)
-		b.WriteString(cell)
 	}
 	if route := get(fAccessRoute); route != "" {
-		b.WriteString(`,"access_route":[`)
-		for i, a := range strings.Split(route, ", ") {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			writeJSONString(b, a)
+		list := body.PutEmptySlice(audit.FieldAccessRoute)
+		for _, a := range strings.Split(route, ", ") {
+			list.AppendEmpty().SetStr(a)
 		}
-		b.WriteByte(']')
 	}
 	for _, f := range []string{fRemoteAddr, fUserAgent} {
 		if v := get(f); v != "" {
-			b.WriteString(`,"` + f + `":`)
-			writeJSONString(b, v)
+			body.PutStr(f, v)
 		}
 	}
-	b.WriteByte('}')
-	r.body = b.Bytes()
+	r.body = body
 	return r, nil
-}
-
-func writeJSONString(b *bytes.Buffer, s string) {
-	enc, _ := json.Marshal(s) // a string always encodes
-	b.Write(enc)
 }
 
 // ndjsonRow makes a line of an NDJSON file an event body: the API's event shape (id, timestamp,
@@ -242,30 +223,30 @@ func ndjsonRow(line []byte, n int, team string) (row, error) {
 		return r, &rowError{fTimestamp, fmt.Sprintf("%q is not an RFC 3339 time", audit.Truncate(ts, 64))}
 	}
 	r.at = at
-	f.TeamID = r.teamID
+	r.key = line
 	// Only the specification's fields go on: the processor refuses a field the event does not
 	// have, and a stored document's ECS copies are the exporter's to write.
-	body := map[string]json.RawMessage{}
-	put := func(k string, v json.RawMessage) {
-		if len(v) > 0 && string(v) != "null" {
-			body[k] = v
+	body := pcommon.NewMap()
+	body.PutStr(audit.FieldAction, f.Action)
+	body.PutStr(audit.FieldTeamID, r.teamID)
+	for _, kv := range []struct {
+		k string
+		v json.RawMessage
+	}{{audit.FieldActor, f.Actor}, {audit.FieldTargets, f.Targets}, {audit.FieldAccessRoute, f.AccessRoute}, {audit.FieldMetadata, f.Metadata}} {
+		if len(kv.v) == 0 || string(kv.v) == "null" {
+			continue
+		}
+		if err := pjson.DecodeValue(kv.v, body.PutEmpty(kv.k)); err != nil {
+			return r, &rowError{kv.k, err.Error()}
 		}
 	}
-	str := func(s string) json.RawMessage { b, _ := json.Marshal(s); return b }
-	put(audit.FieldAction, str(f.Action))
-	put(audit.FieldTeamID, str(f.TeamID))
-	put(audit.FieldActor, f.Actor)
-	put(audit.FieldTargets, f.Targets)
-	put(audit.FieldAccessRoute, f.AccessRoute)
-	if f.RemoteAddr != nil && *f.RemoteAddr != "" {
-		put(audit.FieldRemoteAddr, str(*f.RemoteAddr))
+	for k, v := range map[string]*string{audit.FieldRemoteAddr: f.RemoteAddr, audit.FieldUserAgent: f.UserAgent} {
+		if v != nil && *v != "" {
+			body.PutStr(k, *v)
+		}
 	}
-	if f.UserAgent != nil && *f.UserAgent != "" {
-		put(audit.FieldUserAgent, str(*f.UserAgent))
-	}
-	put(audit.FieldMetadata, f.Metadata)
-	r.body, err = json.Marshal(body)
-	return r, err
+	r.body = body
+	return r, nil
 }
 
 // rawRow is what the quarantine keeps of a row that is not an event: its cells by column, or its

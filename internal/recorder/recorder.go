@@ -280,9 +280,10 @@ func (p *pipeline) shutdown() {
 // set, sees the records and their outcomes first, and may take records out (Store does).
 type tap struct {
 	next    consumer.Logs
-	outcome func(plog.LogRecord) outcome
+	outcome func(lr plog.LogRecord, quarantineID bool) outcome
 	outs    []outcome
 	before  func(ctx context.Context, ld plog.Logs, outs []outcome) error
+	lean    bool // no quarantine ids (Store's passes)
 }
 
 func (t *tap) Capabilities() consumer.Capabilities { return consumer.Capabilities{} }
@@ -292,7 +293,7 @@ func (t *tap) ConsumeLogs(ctx context.Context, ld plog.Logs) error {
 	for _, rl := range ld.ResourceLogs().All() {
 		for _, sl := range rl.ScopeLogs().All() {
 			for _, lr := range sl.LogRecords().All() {
-				t.outs = append(t.outs, t.outcome(lr))
+				t.outs = append(t.outs, t.outcome(lr, !t.lean))
 			}
 		}
 	}

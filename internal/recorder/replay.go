@@ -187,12 +187,13 @@ type outcome struct {
 }
 
 // outcomeFunc says, for each record the processor passes on, what it made of it and where c's
-// layout puts it.
-func outcomeFunc(c *query.Client) func(plog.LogRecord) outcome {
-	return func(lr plog.LogRecord) outcome { return outcomeOf(c.Layout(), lr) }
+// layout puts it; with quarantineID, also the _id its quarantine document would have (a hash of the
+// whole record, which only the replay compares).
+func outcomeFunc(c *query.Client) func(lr plog.LogRecord, quarantineID bool) outcome {
+	return func(lr plog.LogRecord, quarantineID bool) outcome { return outcomeOf(c.Layout(), lr, quarantineID) }
 }
 
-func outcomeOf(lay *layout.Layout, lr plog.LogRecord) outcome {
+func outcomeOf(lay *layout.Layout, lr plog.LogRecord, quarantineID bool) outcome {
 	attrs := lr.Attributes()
 	str := func(k string) string {
 		if v, ok := attrs.Get(k); ok {
@@ -202,7 +203,10 @@ func outcomeOf(lay *layout.Layout, lr plog.LogRecord) outcome {
 	}
 	o := outcome{
 		valid: str(audit.AttrStatus) == audit.StatusValid, id: str(audit.AttrID), eventID: str(audit.AttrID), hash: str(audit.AttrHash),
-		team: canonical.QuarantineTeamID(lr), quarantineID: canonical.QuarantineID(lr),
+		team: canonical.QuarantineTeamID(lr),
+	}
+	if quarantineID {
+		o.quarantineID = canonical.QuarantineID(lr)
 	}
 	if o.valid {
 		// Where the exporter puts it: valid means the team id passed the layout's check.

@@ -113,7 +113,8 @@ func (r *Recorder) store(ctx context.Context, ld plog.Logs, write bool) ([]Outco
 		}
 		return nil
 	}
-	defer func() { p.tap.before = nil }()
+	p.tap.lean = true
+	defer func() { p.tap.before, p.tap.lean = nil, false }()
 	before := p.quarantined(ctx)
 	if err := p.proc.ConsumeLogs(ctx, ld); err != nil && !(errors.Is(err, errChecked) && !write) {
 		return nil, err
