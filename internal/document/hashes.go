@@ -23,16 +23,18 @@ type Ref struct {
 	Index, ID, Routing string // Routing empty: none
 }
 
-// Doc is what the cluster answered for one Ref: found, with the event.hash stored under it (empty
-// for a document without one); not found; or, with ErrorType, nothing either way (a shard could not
-// answer, or the index is missing).
+// Doc is what the cluster answered for one Ref: found, with the event.hash and event.ingested
+// stored under it (empty for a document without them); not found; or, with ErrorType, nothing
+// either way (a shard could not answer, or the index is missing).
 type Doc struct {
 	Found     bool
 	Hash      string
+	Ingested  string
 	ErrorType string
 }
 
-// Hashes reads the stored event.hash of every ref in one _mget, in the order of refs.
+// Hashes reads the stored event.hash (and event.ingested) of every ref in one _mget, in the order
+// of refs.
 func Hashes(ctx context.Context, es *elasticsearch.Client, refs []Ref) ([]Doc, error) {
 	if len(refs) == 0 {
 		return nil, nil
@@ -51,7 +53,7 @@ func Hashes(ctx context.Context, es *elasticsearch.Client, refs []Ref) ([]Doc, e
 			b = append(b, `,"routing":`...)
 			b = pjson.AppendString(b, r.Routing)
 		}
-		b = append(b, `,"_source":["`+EventHash+`"]}`...)
+		b = append(b, `,"_source":["`+EventHash+`","`+EventIngested+`"]}`...)
 	}
 	b = append(b, `]}`...)
 	res, err := es.Mget(bytes.NewReader(b), es.Mget.WithContext(ctx), es.Mget.WithFilterPath("docs.found,docs._source,docs.error.type"))
@@ -68,7 +70,8 @@ func Hashes(ctx context.Context, es *elasticsearch.Client, refs []Ref) ([]Doc, e
 			Found  bool `json:"found"`
 			Source struct {
 				Event struct {
-					Hash string `json:"hash"`
+					Hash     string `json:"hash"`
+					Ingested string `json:"ingested"`
 				} `json:"event"`
 			} `json:"_source"`
 			Error *struct {
@@ -81,7 +84,7 @@ func Hashes(ctx context.Context, es *elasticsearch.Client, refs []Ref) ([]Doc, e
 	}
 	out := make([]Doc, len(refs))
 	for i, d := range mr.Docs {
-		out[i] = Doc{Found: d.Found, Hash: d.Source.Event.Hash}
+		out[i] = Doc{Found: d.Found, Hash: d.Source.Event.Hash, Ingested: d.Source.Event.Ingested}
 		if d.Error != nil {
 			out[i].ErrorType = d.Error.Type
 			if out[i].ErrorType == "" {

@@ -429,3 +429,22 @@ func TestNoImportBeforeTheTemplates(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, teams)
 }
+
+// TestAnEventTheExporterQuarantinesIsCountedSo: an event the processor takes but the exporter
+// quarantines (its document is over max_document_bytes) is counted quarantined, not stored, and the
+// rows beside it stored.
+func TestAnEventTheExporterQuarantinesIsCountedSo(t *testing.T) {
+	c := node(t, "toolarge")
+	ts := t0.Format(time.RFC3339Nano)
+	big := `"{""blob"":""` + strings.Repeat("x", 2<<20) + `""}"`
+	file := write(t, "big.csv", "timestamp,action,actor_type,metadata\r\n"+ts+",job_created,system,\r\n"+ts+",job_closed,system,"+big+"\r\n")
+	o := options(c, file)
+	o.Team = "5"
+	sum, err := Import(context.Background(), o)
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), sum.Stored)
+	assert.Equal(t, map[string]int64{recorder.ProblemExporterQuarantined: 1}, sum.ByReason)
+	n, err := c.Count(context.Background(), query.Filter{Team: "5", Actions: []string{"job_*"}})
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), n)
+}

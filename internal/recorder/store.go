@@ -58,13 +58,12 @@ func (r *Recorder) store(ctx context.Context, ld plog.Logs, write bool) ([]Outco
 	n := ld.LogRecordCount()
 	p.tap.outs = p.tap.outs[:0]
 	outs := make([]Outcome, 0, n)
-	var stored []document.Ref // the records believed indexed by this pass, to check if the exporter says otherwise
-	var storedAt []int
+	// The records the pass is to index: where, their hashes, and their place in outs.
+	var refs []document.Ref
+	var hashes []string
+	var at []int
 	p.tap.before = func(ctx context.Context, ld plog.Logs, os []outcome) error {
 		now := time.Now()
-		var refs []document.Ref
-		var at []int
-		var hashes []string
 		i := 0
 		for _, rl := range ld.ResourceLogs().All() {
 			for _, sl := range rl.ScopeLogs().All() {
@@ -90,59 +89,80 @@ func (r *Recorder) store(ctx context.Context, ld plog.Logs, write bool) ([]Outco
 				})
 			}
 		}
-		// What the log holds already under these ids: a redelivery, or another event's id.
-		docs, err := document.Hashes(ctx, p.es, refs)
-		if err != nil {
-			return fmt.Errorf("reading what is stored under the events' ids: %w", err)
+		if write {
+			return nil
 		}
-		for j, d := range docs {
-			k := at[j]
-			switch {
-			case d.ErrorType != "" && d.ErrorType != "index_not_found_exception":
-				return fmt.Errorf("reading what is stored under event %s: %s", outs[k].EventID, d.ErrorType)
-			case !d.Found:
-				stored, storedAt = append(stored, refs[j]), append(storedAt, k)
-			case d.Hash == hashes[j]:
-				outs[k].Result = Duplicate
-			default:
-				outs[k].Result, outs[k].Reasons = Quarantined, []string{audit.FormatProblem(audit.ProblemIDConflict, fmt.Sprintf("event id %q is stored with hash %s", outs[k].EventID, d.Hash))}
-			}
+		// A dry run asks the log what it holds under the ids: nothing, this event, another one.
+		if err := settleStored(ctx, p, refs, hashes, at, outs, time.Time{}); err != nil {
+			return err
 		}
-		if !write {
-			return errChecked
-		}
-		return nil
+		return errChecked
 	}
 	p.tap.lean = true
 	defer func() { p.tap.before, p.tap.lean = nil, false }()
-	before := p.quarantined(ctx)
+	before := p.documents(ctx)
+	began := time.Now()
 	if err := p.proc.ConsumeLogs(ctx, ld); err != nil && !(errors.Is(err, errChecked) && !write) {
 		return nil, err
 	}
 	if len(outs) != n {
 		return nil, fmt.Errorf("the processor passed on %d of %d records", len(outs), n)
 	}
-	// The exporter may still quarantine an event it was to index (too large a document, a mapping
-	// refusal): its count says so, and then the events are looked up one by one.
+	if !write {
+		return outs, nil
+	}
+	// The exporter sorted every 409 into a redelivery (a duplicate) or another event's id (an id
+	// conflict, quarantined), and may have quarantined a document it was to index (too large, a
+	// mapping refusal). Its counts say whether this pass met any of that; only then are the
+	// records read back to tell which.
+	after := p.documents(ctx)
 	want := 0
 	for _, o := range outs {
 		if o.Result == Quarantined {
 			want++
 		}
 	}
-	if got := p.quarantined(ctx) - before; write && got > int64(want) {
-		docs, err := document.Hashes(ctx, p.es, stored)
-		if err != nil {
+	if after["duplicate"] > before["duplicate"] || after["quarantined"]-before["quarantined"] > int64(want) {
+		if err := settleStored(ctx, p, refs, hashes, at, outs, began); err != nil {
 			return nil, fmt.Errorf("reading back the stored events: %w", err)
-		}
-		for j, d := range docs {
-			if !d.Found {
-				k := storedAt[j]
-				outs[k].Result, outs[k].Reasons = Quarantined, []string{audit.FormatProblem(ProblemExporterQuarantined, "the exporter quarantined the document; auditctl quarantine list --team "+outs[k].Team+" says why")}
-			}
 		}
 	}
 	return outs, nil
+}
+
+// settleStored reads what the log holds under the ids of the records a pass was to index and says
+// what each became: stored by this pass (ingested at or after began), a duplicate of an event stored
+// before, quarantined as another event's id, or quarantined by the exporter (not found). Before a
+// pass (began zero) a record found is a duplicate and one not found is to be stored.
+func settleStored(ctx context.Context, p *pipeline, refs []document.Ref, hashes []string, at []int, outs []Outcome, began time.Time) error {
+	docs, err := document.Hashes(ctx, p.es, refs)
+	if err != nil {
+		return fmt.Errorf("reading what is stored under the events' ids: %w", err)
+	}
+	for j, d := range docs {
+		k := at[j]
+		switch {
+		case d.ErrorType != "" && d.ErrorType != "index_not_found_exception":
+			return fmt.Errorf("reading what is stored under event %s: %s", outs[k].EventID, d.ErrorType)
+		case !d.Found && began.IsZero():
+			outs[k].Result = Stored
+		case !d.Found:
+			outs[k].Result, outs[k].Reasons = Quarantined, []string{audit.FormatProblem(ProblemExporterQuarantined, "the exporter quarantined the document; auditctl quarantine list --team "+outs[k].Team+" says why")}
+		case d.Hash != hashes[j]:
+			outs[k].Result, outs[k].Reasons = Quarantined, []string{audit.FormatProblem(audit.ProblemIDConflict, fmt.Sprintf("event id %q is stored with hash %s", outs[k].EventID, d.Hash))}
+		case began.IsZero() || ingestedBefore(d.Ingested, began):
+			outs[k].Result = Duplicate
+		default:
+			outs[k].Result = Stored
+		}
+	}
+	return nil
+}
+
+// ingestedBefore tells an event stored before t (a duplicate now) from one this pass stored.
+func ingestedBefore(ingested string, t time.Time) bool {
+	at, err := time.Parse(time.RFC3339Nano, ingested)
+	return err == nil && at.Before(t)
 }
 
 // Refuse quarantines records that are not events (a row of a file that does not parse), each with
@@ -162,29 +182,26 @@ func (r *Recorder) Refuse(ctx context.Context, ld plog.Logs) error {
 	return r.pipe.exp.ConsumeLogs(ctx, ld)
 }
 
-// quarantined is the exporter's count of documents it quarantined so far.
-func (p *pipeline) quarantined(ctx context.Context) int64 {
+// documents is the exporter's count so far of the documents it handled, by outcome (indexed,
+// duplicate, quarantined): its otelcol_exporter_audit_documents metric.
+func (p *pipeline) documents(ctx context.Context) map[string]int64 {
+	out := map[string]int64{}
 	var rm metricdata.ResourceMetrics
 	if err := p.metrics.Collect(ctx, &rm); err != nil {
-		return 0
+		return out
 	}
 	for _, sm := range rm.ScopeMetrics {
 		for _, m := range sm.Metrics {
-			if m.Name != "otelcol_exporter_audit_documents" {
-				continue
-			}
 			sum, ok := m.Data.(metricdata.Sum[int64])
-			if !ok {
+			if m.Name != "otelcol_exporter_audit_documents" || !ok {
 				continue
 			}
-			var n int64
 			for _, dp := range sum.DataPoints {
-				if v, ok := dp.Attributes.Value("outcome"); ok && v.AsString() == "quarantined" {
-					n += dp.Value
+				if v, ok := dp.Attributes.Value("outcome"); ok {
+					out[v.AsString()] += dp.Value
 				}
 			}
-			return n
 		}
 	}
-	return 0
+	return out
 }
