@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/auditpipe/auditpipe/internal/document"
@@ -53,9 +54,12 @@ func compare(e env) bool {
 
 // compareOne runs one collector under the load and returns its row.
 func (e env) compareOne(who string, teams int, dur time.Duration) ([]any, error) {
-	name := fmt.Sprintf("cmp-%s-%d-%d", who, teams, time.Now().UnixNano()%1e6)
+	name := fmt.Sprintf("cmp-%s-%d-%d", strings.NewReplacer(" ", "-", "(", "", ")", "").Replace(who), teams, time.Now().UnixNano()%1e6)
 	bin, configs := e.bin, []string{e.config, "bench/inmemory.yaml"}
-	if who == "contrib" {
+	switch who {
+	case "auditpipe (persistent)": // config.example.yaml as it is: the persistent queue, with fsync
+		configs = []string{e.config}
+	case "contrib":
 		bin, configs = e.contribBin, []string{"bench/contrib/config.yaml"}
 	}
 	r, err := e.newRunOf(name, e.esURL, bin, configs)
@@ -97,7 +101,7 @@ func (e env) compareOne(who string, teams int, dur time.Duration) ([]any, error)
 	fp, _ := esinspect.Measure(e.esURL, r.env.Prefix)
 	row := []any{who, teams, res.Sent, stored, res.Sent - int64(stored), fmt.Sprintf("%.0f", float64(stored)/elapsed.Seconds()),
 		perEvent(after.CPU-before.CPU, int64(stored)), after.PeakRSS >> 20, perEvent(esCPU, int64(stored)), fp.StoreBytes / max(int64(stored), 1)}
-	if who == "auditpipe" {
+	if who != "contrib" {
 		// Ours must store everything: checked id by id, as in every other proof.
 		v, err := r.settle(res)
 		if err == nil && !v.ok() {

@@ -573,27 +573,33 @@ func (in *input) next(o Options, bs []*batch) (int, bool, error) {
 }
 
 // record writes one audit_log_imported event in the log of each team the files named (a valid
-// team id), with the files and that team's counts.
+// team id), with the files and that team's counts, all in one pass through the pipeline.
 func record(ctx context.Context, rec *recorder.Recorder, o Options, sum *Summary) error {
+	files := make([]any, len(sum.Files))
+	for i, f := range sum.Files {
+		files[i] = map[string]any{"name": f.Name, "sha256": f.SHA256}
+	}
+	var teams []string
+	var events []audit.Event
 	for _, team := range slices.Sorted(maps.Keys(sum.Teams)) {
 		if audit.CheckTeamID(team) != nil {
 			continue // a hostile or malformed team id: its rows are in the quarantine
 		}
 		c := sum.Teams[team]
-		files := make([]any, len(sum.Files))
-		for i, f := range sum.Files {
-			files[i] = map[string]any{"name": f.Name, "sha256": f.SHA256}
-		}
 		md := map[string]any{"kind": "auditctl", "format": o.Format, "files": files, "rows": c.Rows, "stored": c.Stored,
 			"duplicates": c.Duplicates, "quarantined": c.Quarantined, "expired": c.Expired}
-		id, err := rec.Record(ctx, audit.Event{
+		teams = append(teams, team)
+		events = append(events, audit.Event{
 			Action: audit.ActionAuditLogImported, TeamID: team, Actor: auditlog.User(o.Operator, "", ""),
 			Targets: []audit.Target{{Type: "audit_log", ID: team}}, Metadata: md,
 		})
-		if err != nil {
-			return fmt.Errorf("the events are imported, but recording the import in team %s's log failed: %w", team, err)
-		}
-		sum.Recorded[team] = id
+	}
+	ids, err := rec.RecordAll(ctx, events)
+	if err != nil {
+		return fmt.Errorf("the events are imported, but recording the import in the teams' logs failed: %w", err)
+	}
+	for i, team := range teams {
+		sum.Recorded[team] = ids[i]
 	}
 	return nil
 }
