@@ -1,5 +1,8 @@
-// Package query reads the audit indices the exporter writes: it exports one team's log as CSV
-// or NDJSON, lists teams, shows and follows events. cmd/auditctl is its command line.
+// Package query is the read side's core: it reads the audit indices the exporter writes, one team
+// at a time (filter.go: the filters and the team filter every read carries; page.go: search, points
+// in time and search_after paging), and on that exports a log (export.go, csv.go), lists teams,
+// shows and follows events (browse.go) and reads the quarantine (quarantine.go). It writes nothing
+// but refreshes: the tools' own events go through internal/recorder.
 package query
 
 import (
@@ -34,7 +37,7 @@ type Conn struct {
 	QuarantineIndex    string         // default layout.DefaultQuarantine
 	Layout             *layout.Config // the exporter's layout; nil for the defaults
 	Catalog            *audit.Catalog // the processor's catalog (CSV descriptions, the API's actions); nil for the embedded one
-	// InstallTemplates lets Record install the index templates, as the collector does. The tools
+	// InstallTemplates lets the recorder install the index templates, as the collector does. The tools
 	// leave templates to the collector; tests of fresh prefixes need them.
 	InstallTemplates bool
 }
