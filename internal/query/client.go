@@ -1,8 +1,9 @@
 // Package query is the read side's core: it reads the audit indices the exporter writes, one team
 // at a time (filter.go: the filters and the team filter every read carries; page.go: search, points
 // in time and search_after paging), and on that exports a log (export.go, csv.go), lists teams,
-// shows and follows events (browse.go) and reads the quarantine (quarantine.go). It writes nothing
-// but refreshes: the tools' own events go through internal/recorder.
+// shows and follows events (browse.go) and reads the quarantine (quarantine.go). Its only writes
+// are refreshes and the replay's deletions from the quarantine: the tools' own events go through
+// internal/recorder.
 package query
 
 import (
