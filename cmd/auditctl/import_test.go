@@ -1,8 +1,12 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,6 +18,7 @@ import (
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/auditlog"
 	"github.com/auditpipe/auditpipe/internal/importer"
+	"github.com/auditpipe/auditpipe/internal/query"
 )
 
 // rowsWithout drops the rows of the tools' own records from a CSV export.
@@ -95,4 +100,93 @@ func TestImportAnExportIntoAFreshLog(t *testing.T) {
 		require.NoError(t, err, stderr)
 		assert.Equal(t, 1, strings.Count(out, "\n"), "nothing stored: %s", out)
 	})
+}
+
+// TestMain lets a test run auditctl as a process of its own (this test binary, with the arguments
+// in AUDITCTL_TEST_ARGS), so that it can kill it.
+func TestMain(m *testing.M) {
+	if args, ok := os.LookupEnv("AUDITCTL_TEST_ARGS"); ok {
+		var a []string
+		if err := json.Unmarshal([]byte(args), &a); err != nil {
+			panic(err)
+		}
+		if err := run(context.Background(), a, os.Stdout, os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, "auditctl:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// TestAKilledImportRunAgainStoresEverythingOnce: an auditctl import killed with SIGKILL once part
+// of the file is stored, then run again, leaves every event stored exactly once.
+func TestAKilledImportRunAgainStoresEverythingOnce(t *testing.T) {
+	conn := setup(t, nil)
+	url, prefix := conn[1], conn[3]
+	const n = 100_000
+	t0 := time.Now().UTC().Add(-48 * time.Hour)
+	var b strings.Builder
+	b.Write(query.AppendCSVRow(nil, query.CSVHeader))
+	for i := 0; i < n; i++ {
+		b.Write(query.AppendCSVRow(nil, []string{t0.Add(time.Duration(i) * time.Millisecond).Format(time.RFC3339Nano), "job_created", "", "user", fmt.Sprint(i % 97),
+			"", "", fmt.Sprintf(`[{"id":"%d","type":"job"}]`, i), "", "", "", fmt.Sprintf(`{"seq":%d}`, i)}))
+	}
+	file := filepath.Join(t.TempDir(), "history.csv")
+	require.NoError(t, os.WriteFile(file, []byte(b.String()), 0o600))
+	args := append([]string{"import", "--file", file, "--format", "csv", "--team", "5", "--operator", "me", "--progress", "off"}, conn...)
+
+	encoded, _ := json.Marshal(args)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "AUDITCTL_TEST_ARGS="+string(encoded))
+	require.NoError(t, cmd.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	// Killed as soon as part of the file is stored: while the import creates its partitions, a count
+	// may answer 503, which is "not yet".
+	q := "team_id:5%20AND%20action:job_created"
+	for killed := false; !killed; {
+		select {
+		case err := <-exited:
+			t.Fatalf("the import ended before it could be killed: %v", err)
+		default:
+		}
+		esJSON(t, "POST", url+"/"+prefix+"*/_refresh", "")
+		status, res := esJSON(t, "GET", url+"/"+prefix+"*/_count?q="+q, "")
+		if status == http.StatusOK && res["count"].(float64) > 0 {
+			require.NoError(t, cmd.Process.Kill())
+			<-exited
+			killed = true
+		}
+	}
+	stored := func() int {
+		esJSON(t, "GET", url+"/_cluster/health/"+prefix+"*?wait_for_status=green&timeout=30s", "")
+		return count(t, url, prefix+"*", q)
+	}
+	// The node goes on with the bulk requests the killed process had sent: what it stored is known
+	// once none into this test's indices is left (other tests may be writing meanwhile).
+	require.Eventually(t, func() bool {
+		_, res := esJSON(t, "GET", url+"/_tasks?actions=indices:data/write/bulk*&detailed=true", "")
+		nodes, _ := res["nodes"].(map[string]any)
+		for _, node := range nodes {
+			tasks, _ := node.(map[string]any)["tasks"].(map[string]any)
+			for _, task := range tasks {
+				if desc, _ := task.(map[string]any)["description"].(string); strings.Contains(desc, prefix) {
+					return false
+				}
+			}
+		}
+		return true
+	}, time.Minute, 20*time.Millisecond)
+	before := stored()
+	require.Greater(t, before, 0)
+	require.Less(t, before, n, "killed halfway")
+
+	out, stderr, err := auditctl(t, append(args, "--json")...)
+	require.NoError(t, err, stderr)
+	var sum importer.Summary
+	require.NoError(t, json.Unmarshal([]byte(out), &sum), out)
+	assert.Equal(t, int64(n), sum.Stored+sum.Duplicates)
+	assert.Equal(t, int64(before), sum.Duplicates, "what the killed import stored is found stored")
+	assert.Equal(t, n, stored(), "every event exactly once")
 }
