@@ -6,6 +6,7 @@ package collectorproc
 import (
 	"bufio"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -30,14 +31,43 @@ type Env struct {
 func NewEnv(esURL, prefix, storageDir string) (Env, error) {
 	e := Env{ESURL: esURL, Prefix: prefix, StorageDir: storageDir}
 	for _, p := range []*string{&e.GRPC, &e.HTTP, &e.Health, &e.MetricsAddress, &e.PProf} {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		addr, err := freePort()
 		if err != nil {
 			return e, err
 		}
-		*p = l.Addr().String()
-		l.Close()
+		*p = addr
 	}
 	return e, nil
+}
+
+// freePort finds a port no one listens on, below the kernel's ephemeral range: a port picked from
+// that range (by listening on :0) may be handed to an outgoing connection of any process before
+// the collector binds it ("address already in use" at start-up); one below it can only be taken by
+// another listener.
+func freePort() (string, error) {
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				low = n
+			}
+		}
+	}
+	if low > 11000 {
+		for range 100 {
+			addr := fmt.Sprintf("127.0.0.1:%d", 10000+rand.IntN(low-10000))
+			if l, err := net.Listen("tcp", addr); err == nil {
+				l.Close()
+				return addr, nil
+			}
+		}
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0") // no room below the range: the kernel's choice
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
 }
 
 // Layout is the layout the collector writes with: config.example.yaml's, under the run's prefix.
