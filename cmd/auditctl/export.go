@@ -144,14 +144,17 @@ type progressBar struct {
 
 func (p *progressBar) Total(n int64) { p.total = n }
 func (p *progressBar) Done(n int64) {
+	b, pct := bar(n, p.total)
+	fmt.Fprintf(p.w, "\r%s %d/%d events (%.0f%%)", b, n, p.total, pct)
+}
+
+// bar draws [####......] for done of total (a total of 0: done), and says the percentage.
+func bar(done, total int64) (string, float64) {
+	const width = 30
 	pct := 100.0
-	if p.total > 0 {
-		pct = float64(n) * 100 / float64(p.total)
+	if total > 0 {
+		pct = float64(done) * 100 / float64(total)
 	}
-	width := 30
-	filled := int(pct / 100 * float64(width))
-	if filled > width {
-		filled = width
-	}
-	fmt.Fprintf(p.w, "\r[%s%s] %d/%d events (%.0f%%)", strings.Repeat("#", filled), strings.Repeat(".", width-filled), n, p.total, pct)
+	filled := min(width, int(pct/100*width))
+	return "[" + strings.Repeat("#", filled) + strings.Repeat(".", width-filled) + "]", pct
 }

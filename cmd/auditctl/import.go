@@ -122,12 +122,10 @@ func printSummary(w io.Writer, s importer.Summary) {
 
 // bytesProgress draws a bar of bytes read (or a count where the total is unknown, as for stdin).
 func bytesProgress(w io.Writer, read, total int64) {
-	const width = 30
 	if total <= 0 {
 		fmt.Fprintf(w, "\r%.1f MiB read", float64(read)/(1<<20))
 		return
 	}
-	pct := min(100, float64(read)*100/float64(total))
-	filled := int(pct / 100 * width)
-	fmt.Fprintf(w, "\r[%s%s] %.1f/%.1f MiB (%.0f%%)", strings.Repeat("#", filled), strings.Repeat(".", width-filled), float64(read)/(1<<20), float64(total)/(1<<20), pct)
+	b, pct := bar(read, total)
+	fmt.Fprintf(w, "\r%s %.1f/%.1f MiB (%.0f%%)", b, float64(read)/(1<<20), float64(total)/(1<<20), min(100, pct))
 }

@@ -75,7 +75,6 @@ func (c *csvReader) Read() ([]string, int, error) {
 				c.skipLine()
 			}
 			bad.raw = c.raw.String()
-			c.line++
 			return nil, start, bad
 		}
 		if err != nil {
@@ -83,7 +82,6 @@ func (c *csvReader) Read() ([]string, int, error) {
 		}
 		cells = append(cells, c.cell.String())
 		if end != ',' {
-			c.line++
 			return cells, start, nil
 		}
 	}
@@ -95,18 +93,20 @@ func (e *badRecord) atEnd() bool { return e.reason == reasonUnclosed }
 
 const reasonUnclosed = "a quoted cell is not closed before the end of the file"
 
+// next reads a byte of the current record. Every newline read, inside a cell or ending the record,
+// is counted here and in skipLine, and nowhere else.
 func (c *csvReader) next() (byte, error) {
 	b, err := c.r.ReadByte()
 	if err != nil {
 		return 0, err
 	}
+	if b == '\n' {
+		c.line++
+	}
 	if c.raw.Len() >= maxRecordBytes {
 		return 0, &badRecord{reason: fmt.Sprintf("a record is longer than %d bytes (an unclosed quote?)", maxRecordBytes)}
 	}
 	c.raw.WriteByte(b)
-	if b == '\n' {
-		c.line++
-	}
 	return b, nil
 }
 
@@ -114,7 +114,11 @@ func (c *csvReader) next() (byte, error) {
 func (c *csvReader) skipLine() {
 	for {
 		b, err := c.r.ReadByte()
-		if err != nil || b == '\n' {
+		if err != nil {
+			return
+		}
+		if b == '\n' {
+			c.line++
 			return
 		}
 		if c.raw.Len() < maxRecordBytes {
@@ -137,7 +141,6 @@ func (c *csvReader) plain() (byte, error) {
 		case ',':
 			return ',', nil
 		case '\n':
-			c.line-- // counted by Read for the record's end
 			return '\n', nil
 		case '\r':
 			n, err := c.r.Peek(1)
@@ -146,7 +149,6 @@ func (c *csvReader) plain() (byte, error) {
 			}
 			if err == nil && n[0] == '\n' {
 				c.next()
-				c.line--
 				return '\n', nil
 			}
 			return 0, &badRecord{reason: "a CR inside an unquoted cell"}
@@ -182,7 +184,6 @@ func (c *csvReader) quoted() (byte, error) {
 		case next == ',':
 			return ',', nil
 		case next == '\n':
-			c.line--
 			return '\n', nil
 		case next == '\r':
 			n, err := c.next()
@@ -190,7 +191,6 @@ func (c *csvReader) quoted() (byte, error) {
 				return '\n', nil
 			}
 			if err == nil && n == '\n' {
-				c.line--
 				return '\n', nil
 			}
 			return 0, &badRecord{reason: "a CR after a closing quote that does not end the line"}

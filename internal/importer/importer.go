@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"hash/fnv"
 	"io"
 	"maps"
@@ -129,15 +130,12 @@ type input struct {
 	line   int // NDJSON: the last line read
 }
 
+// hashReader hashes a file as it is read (the file's bytes, before any decompression) and counts
+// the bytes read for the progress bar.
 type hashReader struct {
 	r    io.Reader
-	h    hashState
+	h    hash.Hash
 	read *atomic.Int64
-}
-
-type hashState interface {
-	io.Writer
-	Sum([]byte) []byte
 }
 
 func (h *hashReader) Read(p []byte) (int, error) {
@@ -161,12 +159,8 @@ func (o *Options) Check() error {
 			return fmt.Errorf("--team %w", err)
 		}
 	}
-	known := map[string]bool{}
-	for _, f := range Fields() {
-		known[f] = true
-	}
 	for name, f := range o.Columns {
-		if !known[f] {
+		if !isField(f) {
 			return fmt.Errorf("--column %s=%s: %q is not one of %s", name, f, f, strings.Join(Fields(), ", "))
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -40,6 +41,9 @@ func Fields() []string {
 	return append(append([]string(nil), query.CSVHeader...), fTeamID, fID, fIgnore)
 }
 
+// isField tells whether a column may give f (one of Fields).
+func isField(f string) bool { return slices.Contains(Fields(), f) }
+
 // row is one event as the file gives it, before the pipeline checks it.
 type row struct {
 	line   int
@@ -59,10 +63,6 @@ type columns struct {
 // newColumns checks a header: every column is a known field (or renamed to one), none twice, and the
 // needed ones are there. team is --team: without it the file needs a team_id column.
 func newColumns(header []string, rename map[string]string, team string) (*columns, error) {
-	known := map[string]bool{}
-	for _, f := range Fields() {
-		known[f] = true
-	}
 	c := &columns{index: map[string]int{}, n: len(header)}
 	var unknown []string
 	for i, h := range header {
@@ -70,7 +70,7 @@ func newColumns(header []string, rename map[string]string, team string) (*column
 		if to, ok := rename[name]; ok {
 			name = to
 		}
-		if !known[name] {
+		if !isField(name) {
 			unknown = append(unknown, fmt.Sprintf("%q", h))
 			continue
 		}
