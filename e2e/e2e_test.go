@@ -29,6 +29,7 @@ import (
 
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/auditlog"
+	"github.com/auditpipe/auditpipe/internal/shared/layout"
 	"github.com/auditpipe/auditpipe/internal/testrig/collectorproc"
 	"github.com/auditpipe/auditpipe/internal/testrig/esinspect"
 	"github.com/auditpipe/auditpipe/internal/testrig/estest"
@@ -149,7 +150,7 @@ func waitForCounts(t *testing.T, env collectorproc.Env, want counted) {
 func getEvent(t *testing.T, env collectorproc.Env, team, id string) map[string]any {
 	t.Helper()
 	lay := env.Layout()
-	body := fmt.Sprintf(`{"query":{"bool":{"filter":[{"term":{"team_id":%q}},{"term":{"event.id":%q}}]}}}`, team, id)
+	body := fmt.Sprintf(`{"query":{"bool":{"filter":[{"term":{"team_id":%q}},{"ids":{"values":[%q]}}]}}}`, team, layout.DocID(team, id))
 	res, err := http.Post(estest.URL(t)+"/"+strings.Join(lay.ReadIndices(), ",")+"/_search", "application/json", strings.NewReader(body))
 	require.NoError(t, err)
 	defer res.Body.Close()

@@ -64,8 +64,8 @@ func TestKeysCreateListRevoke(t *testing.T) {
 	docs, _, err := c.Page(context.Background(), query.Filter{Team: "401", Actions: []string{"audit_api_key_*"}}, query.Asc, 10, nil)
 	require.NoError(t, err)
 	require.Len(t, docs, 2)
-	assert.Contains(t, string(docs[0]), `"audit_api_key_created"`)
-	assert.Contains(t, string(docs[0]), `"oncall@example.com"`)
-	assert.Contains(t, string(docs[1]), `"audit_api_key_revoked"`)
-	assert.NotContains(t, string(docs[0])+string(docs[1]), token[29:], "no secret in the log")
+	assert.Contains(t, string(docs[0].Source), `"audit_api_key_created"`)
+	assert.Contains(t, string(docs[0].Source), `"oncall@example.com"`)
+	assert.Contains(t, string(docs[1].Source), `"audit_api_key_revoked"`)
+	assert.NotContains(t, string(docs[0].Source)+string(docs[1].Source), token[29:], "no secret in the log")
 }

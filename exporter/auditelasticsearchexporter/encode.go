@@ -76,7 +76,6 @@ func (e *auditExporter) readEvent(lr plog.LogRecord) (document.Input, string, st
 	} else {
 		ev.Known = e.catalog.Known(ev.Action)
 	}
-	ev.Info, _ = e.catalog.Lookup(ev.Action)
 	if v, ok := attrs.Get(audit.AttrWarnings); ok && v.Type() == pcommon.ValueTypeSlice {
 		ev.Warnings, ev.HasWarnings = v.Slice(), true
 	}

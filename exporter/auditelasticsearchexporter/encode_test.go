@@ -18,10 +18,11 @@ import (
 	"github.com/auditpipe/auditpipe/processor/auditprocessor"
 )
 
-// TestTheOperatorsCatalogDescribesStoredActions: with the operator's catalog given to the processor
-// and the exporter alike (catalog), an action of that catalog is stored with its category, its
-// description and action_known true; without it in the exporter, the document has no category.
-func TestTheOperatorsCatalogDescribesStoredActions(t *testing.T) {
+// TestTheOperatorsCatalogSaysWhetherAnActionIsKnown: with the operator's catalog given to the
+// processor and the exporter alike (catalog), an action of that catalog is stored with action_known
+// true; a record that does not say is judged by the exporter's catalog. The category and the
+// description are not stored: readers take them from the catalog (document.Expand).
+func TestTheOperatorsCatalogSaysWhetherAnActionIsKnown(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "catalog.yaml")
 	require.NoError(t, os.WriteFile(file, []byte("version: 1\nactions:\n  - {name: invoice_paid, category: billing, description: An invoice was paid}\n"), 0o600))
 	setting := audit.CatalogConfig{File: file, Mode: audit.CatalogExtend}
@@ -54,13 +55,15 @@ func TestTheOperatorsCatalogDescribesStoredActions(t *testing.T) {
 		return doc
 	}
 	doc := stored(setting)
-	assert.Equal(t, "billing", doc["event"].(map[string]any)["category"])
-	assert.Equal(t, "An invoice was paid", doc["audit"].(map[string]any)["action_description"])
 	assert.Equal(t, true, doc["audit"].(map[string]any)["action_known"])
-
-	doc = stored(audit.DefaultCatalogConfig())
-	assert.NotContains(t, doc["event"], "category", "the embedded catalog does not know the action")
+	// The category and the description are the catalog's, read with it (document.Expand), not stored.
+	assert.NotContains(t, doc["event"], "category")
 	assert.NotContains(t, doc["audit"], "action_description")
+
+	// A record that does not say whether its action is known: the exporter's catalog says.
+	sink.AllLogs()[0].ResourceLogs().At(0).ScopeLogs().At(0).LogRecords().At(0).Attributes().Remove(audit.AttrKnown)
+	doc = stored(audit.DefaultCatalogConfig())
+	assert.Equal(t, false, doc["audit"].(map[string]any)["action_known"], "the embedded catalog does not know the action")
 }
 
 // TestABadCatalogFailsStartUpNamingTheKey: the exporter's catalog setting is checked like the

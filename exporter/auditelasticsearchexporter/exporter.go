@@ -113,11 +113,11 @@ func (e *auditExporter) installTemplates(ctx context.Context) error {
 		return err
 	}
 	// A template applies to new indices only: existing partitions and the quarantine index gain the
-	// fields of this version here, or their strict mappings would refuse the new documents.
-	if err := putMapping(ctx, e.es, e.layout.PartitionPatterns(), document.EventProperties); err != nil {
+	// fields of this version they lack here, or their strict mappings would refuse the new documents.
+	if err := addMissingFields(ctx, e.es, e.layout.PartitionPatterns(), document.EventFields()); err != nil {
 		return err
 	}
-	if err := putMapping(ctx, e.es, []string{e.cfg.QuarantineIndex}, document.QuarantineMappings); err != nil {
+	if err := addMissingFields(ctx, e.es, []string{e.cfg.QuarantineIndex}, document.QuarantineFields()); err != nil {
 		return err
 	}
 	if len(installed) > 0 {

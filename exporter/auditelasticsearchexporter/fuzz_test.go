@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog"
 
 	"github.com/auditpipe/auditpipe/audit"
+	"github.com/auditpipe/auditpipe/internal/document"
 	"github.com/auditpipe/auditpipe/internal/shared/layout"
 	"github.com/auditpipe/auditpipe/internal/shared/pjson"
 )
@@ -66,14 +67,9 @@ func FuzzPrepare(f *testing.F) {
 		if err := audit.CheckTeamID(team); err != nil || it.index != e.layout.Index(team, lr.Timestamp().AsTime()) || it.id != layout.DocID(team, it.eventID) {
 			t.Fatalf("event document of team %q routed to %q as %q", team, it.index, it.id)
 		}
-		var doc struct {
-			TeamID string `json:"team_id"`
-			Org    struct {
-				ID string `json:"id"`
-			} `json:"organization"`
-		}
-		if err := json.Unmarshal(it.doc, &doc); err != nil || doc.TeamID != team || doc.Org.ID != team {
-			t.Fatalf("document of team %q (organization %q) routed to %s", doc.TeamID, doc.Org.ID, it.index)
+		d, err := document.Decode(document.Hit{ID: it.id, Source: it.doc})
+		if err != nil || d.TeamID != team || d.Event.ID != it.eventID {
+			t.Fatalf("document of team %q, event %q routed to %s as %s (%v)", d.TeamID, d.Event.ID, it.index, it.id, err)
 		}
 	})
 }

@@ -143,7 +143,13 @@ func teamCounts(t *testing.T, cfg *Config) map[string]int {
 		require.NoError(t, err)
 		assert.Equal(t, lay.Index(team, ts), h.Index, "event %s of team %s", h.ID, team)
 		assert.Equal(t, team, h.Routing, "event %s", h.ID)
-		assert.Equal(t, layout.DocID(team, h.Source["event"].(map[string]any)["id"].(string)), h.ID)
+		// The _id is the team's: it carries the event id, which the document holds only when it cannot.
+		id := layout.EventIDOf(h.ID)
+		if ev, ok := h.Source["event"].(map[string]any); ok && ev["id"] != nil {
+			id = ev["id"].(string)
+		}
+		assert.Equal(t, layout.DocID(team, id), h.ID)
+		assert.True(t, strings.HasPrefix(h.ID, team+":"), "event %s of team %s", h.ID, team)
 		out[team]++
 	}
 	if n := len(search(t, cfg.QuarantineIndex)); n > 0 {
@@ -221,21 +227,31 @@ func TestSeedSampleDocument(t *testing.T) {
 	ingested := doc["event"].(map[string]any)["ingested"]
 	assert.NotEmpty(t, ingested)
 	delete(doc["event"].(map[string]any), "ingested")
-	want := `{"@timestamp":"` + baseTime.Format(time.RFC3339) + `","action":"job_user_access_changed","team_id":"191796",
+	spec := `"@timestamp":"` + baseTime.Format(time.RFC3339) + `","action":"job_user_access_changed","team_id":"191796",
 	"actor":{"type":"user","id":"445177","metadata":{"email":"ann+oats@gem.com","name":"Ann Samuelson"}},
 	"targets":[{"type":"job_user_access","id":"107404","metadata":{"job_id":313520,"user_id":506607,"access_level_id":7349}},{"type":"job","id":"313520"},{"type":"user","id":"506607"}],
 	"access_route":["::1"],"remote_addr":"::1","user_agent":"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/138.0.0.0 Safari/537.36",
-	"metadata":{"previous_access_level_id":7347},
-	"event":{"id":"` + id.Str() + `","action":"job_user_access_changed","kind":"event","category":"job","outcome":"success","hash":"` + id.Str() + `"},
-	"organization":{"id":"191796"},"source":{"ip":"::1"},"user":{"id":"445177","email":"ann+oats@gem.com","name":"Ann Samuelson"},
-	"related":{"ip":["::1"],"user":["445177","506607"]},"service":{"name":"jobs-api"},
-	"audit":{"action_known":true,"action_description":"A user’s permissions were changed","warnings":["missing_id: no audit.id or log.record.uid; the id is the content hash"]}}`
+	"metadata":{"previous_access_level_id":7347},`
+	// Stored (version 4): the specification's fields, the hash, the ECS fields that are not copies.
+	want := `{` + spec + `"event":{"hash":"` + id.Str() + `"},"source":{"ip":"::1"},"user":{"email":"ann+oats@gem.com"},"service":{"name":"jobs-api"},
+	"audit":{"action_known":true,"warnings":["missing_id: no audit.id or log.record.uid; the id is the content hash"]}}`
 	var wantDoc map[string]any
 	require.NoError(t, json.Unmarshal([]byte(want), &wantDoc))
 	assert.Equal(t, wantDoc, doc)
 
-	// The document is findable by the fields engineers use.
-	found := searchBody(t, hits[0].Index, `{"query":{"query_string":{"query":"team_id:191796 AND targets.id:506607 AND user.email:\"ann+oats@gem.com\" AND metadata.previous_access_level_id:7347"}}}`)
+	// Read (document.Expand): every field version 3 stored.
+	raw, err := json.Marshal(hits[0].Source)
+	require.NoError(t, err)
+	expanded, err := document.Expand(document.Hit{ID: hits[0].ID, Source: raw}, audit.DefaultCatalog())
+	require.NoError(t, err)
+	wantExpanded := `{` + spec + `"event":{"id":"` + id.Str() + `","action":"job_user_access_changed","kind":"event","category":"job","outcome":"success","hash":"` + id.Str() + `"},
+	"organization":{"id":"191796"},"source":{"ip":"::1"},"user":{"id":"445177","email":"ann+oats@gem.com","name":"Ann Samuelson"},
+	"related":{"ip":["::1"],"user":["445177","506607"]},"service":{"name":"jobs-api"},
+	"audit":{"action_known":true,"action_description":"A user’s permissions were changed","warnings":["missing_id: no audit.id or log.record.uid; the id is the content hash"]}}`
+	assert.JSONEq(t, wantExpanded, string(expanded))
+
+	// The document is findable by the fields engineers use, the aliases among them.
+	found := searchBody(t, hits[0].Index, `{"query":{"query_string":{"query":"team_id:191796 AND targets.id:506607 AND user.email:\"ann+oats@gem.com\" AND metadata.previous_access_level_id:7347 AND organization.id:191796 AND event.action:job_user_access_changed AND user.id:445177"}}}`)
 	assert.Len(t, found, 1)
 }
 
@@ -297,11 +313,17 @@ func TestConflictingMetadataTypesAndInvalidIPsIndex(t *testing.T) {
 	require.NoError(t, e.pushLogs(context.Background(), ld))
 	assert.Equal(t, map[string]int{"7": 8}, teamCounts(t, cfg))
 	hits := searchTeam(t, cfg, "7")
-	last := hits[len(hits)-1].Source
-	assert.Equal(t, "not-an-ip", last["remote_addr"])
-	assert.Nil(t, last["source"], "an invalid IP never reaches an ip field")
-	assert.Equal(t, []any{"203.0.113.5"}, last["related"].(map[string]any)["ip"])
-	assert.Equal(t, "failure", last["event"].(map[string]any)["outcome"])
+	last := hits[len(hits)-1]
+	assert.Equal(t, "not-an-ip", last.Source["remote_addr"])
+	assert.Nil(t, last.Source["source"], "an invalid IP never reaches an ip field")
+	raw, err := json.Marshal(last.Source)
+	require.NoError(t, err)
+	expanded, err := document.Expand(document.Hit{ID: last.ID, Source: raw}, nil)
+	require.NoError(t, err)
+	var read map[string]any
+	require.NoError(t, json.Unmarshal(expanded, &read))
+	assert.Equal(t, []any{"203.0.113.5"}, read["related"].(map[string]any)["ip"], "nor a related IP")
+	assert.Equal(t, "failure", read["event"].(map[string]any)["outcome"])
 	assert.Equal(t, map[string]any{"value": "just a string"}, hits[4].Source["metadata"])
 }
 

@@ -22,8 +22,8 @@ import (
 // templates returns the two index templates: one for the partitions (prefix*) and one, of higher
 // priority, for the quarantine index, which the partitions' pattern may also match.
 func (c *Config) templates(lay *layout.Layout) map[string][]byte {
-	settings := fmt.Sprintf(`{"number_of_shards":%d,"number_of_replicas":%d,"refresh_interval":%q`,
-		c.Template.Shards, c.Template.Replicas, c.Template.RefreshInterval)
+	settings := fmt.Sprintf(`{"number_of_shards":%d,"number_of_replicas":%d,"refresh_interval":%q,"codec":%q`,
+		c.Template.Shards, c.Template.Replicas, c.Template.RefreshInterval, c.Template.Codec)
 	teamSettings := settings
 	if c.Template.ILMPolicy != "" {
 		teamSettings += fmt.Sprintf(`,"lifecycle":{"name":%q}`, c.Template.ILMPolicy)
@@ -96,6 +96,62 @@ func ensureTemplates(ctx context.Context, es *elasticsearch.Client, templates ma
 		installed = append(installed, name)
 	}
 	return installed, nil
+}
+
+// addMissingFields puts on each existing index of indices the fields it lacks. A field it has keeps
+// the mapping of the version that created the index: a later version may map it otherwise (an alias
+// where it was a keyword, a keyword kept in _source only), and an existing field's type or
+// parameters cannot change. Indices that lack nothing are left alone.
+func addMissingFields(ctx context.Context, es *elasticsearch.Client, indices []string, fields []document.Field) error {
+	res, err := es.Indices.GetMapping(es.Indices.GetMapping.WithContext(ctx), es.Indices.GetMapping.WithIndex(indices...),
+		es.Indices.GetMapping.WithAllowNoIndices(true), es.Indices.GetMapping.WithIgnoreUnavailable(true))
+	if err != nil {
+		return fmt.Errorf("reading the mapping of %s: %w", indices, err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode == http.StatusNotFound {
+		return nil
+	}
+	if res.IsError() {
+		return fmt.Errorf("reading the mapping of %s: %s", indices, b)
+	}
+	var got map[string]struct {
+		Mappings mappingNode `json:"mappings"`
+	}
+	if err := json.Unmarshal(b, &got); err != nil {
+		return fmt.Errorf("reading the mapping of %s: %w", indices, err)
+	}
+	for index, m := range got {
+		var missing []document.Field
+		for _, f := range fields {
+			if !m.Mappings.has(f.Path) {
+				missing = append(missing, f)
+			}
+		}
+		if len(missing) == 0 {
+			continue
+		}
+		if err := putMapping(ctx, es, []string{index}, document.Properties(missing)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mappingNode is an object of a mapping as _mapping returns it.
+type mappingNode struct {
+	Properties map[string]mappingNode `json:"properties"`
+}
+
+// has tells whether the mapping holds the dotted path (as a field, or as an object).
+func (n mappingNode) has(path string) bool {
+	head, rest, nested := strings.Cut(path, ".")
+	child, ok := n.Properties[head]
+	if !ok {
+		return false
+	}
+	return !nested || len(child.Properties) == 0 || child.has(rest)
 }
 
 // putMapping adds the fields of mappings to existing indices; an index that does not exist yet

@@ -1,16 +1,20 @@
 package document
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 
 	"github.com/auditpipe/auditpipe/audit"
+	"github.com/auditpipe/auditpipe/internal/shared/layout"
 	"github.com/auditpipe/auditpipe/internal/shared/pjson"
 )
 
@@ -27,9 +31,8 @@ type Fields struct {
 	Metadata    json.RawMessage `json:"metadata"`
 }
 
-// Stored is an event document as read back, every template version alike (the event fields have
-// not changed since version 1): its time, the specification's fields and the event's id, hash and
-// ingest time.
+// Stored is an event document as read back, every template version alike: its time, the
+// specification's fields (unchanged since version 1) and the event's id, hash and ingest time.
 type Stored struct {
 	Timestamp string `json:"@timestamp"`
 	Fields
@@ -40,13 +43,131 @@ type Stored struct {
 	} `json:"event"`
 }
 
-// Decode reads one event document's _source.
-func Decode(src []byte) (Stored, error) {
+// Hit is an event document as a search returns it. Its _id carries the event id (layout.DocID),
+// which the document holds in event.id only when the _id cannot (and before version 4 always).
+type Hit struct {
+	ID     string          `json:"_id"`
+	Source json.RawMessage `json:"_source"`
+}
+
+// Decode reads one event document.
+func Decode(h Hit) (Stored, error) {
 	var d Stored
-	if err := json.Unmarshal(src, &d); err != nil {
+	if err := json.Unmarshal(h.Source, &d); err != nil {
 		return Stored{}, fmt.Errorf("stored document: %w", err)
 	}
+	if d.Event.ID == "" {
+		d.Event.ID = layout.EventIDOf(h.ID)
+	}
 	return d, nil
+}
+
+// Expand returns an event document with every field version 3 wrote, whatever version stored it:
+// what a reader of whole documents (auditctl tail, the ndjson export) prints, so that its output
+// does not change with the template. A document that has them already is returned as it is; the
+// others gain the event id from the _id, the values of the fields that became aliases, and the ones
+// derived from the document and from catalog (event.kind, event.outcome, event.category, user.id,
+// user.name, related.ip, related.user, audit.action_description).
+func Expand(h Hit, catalog *audit.Catalog) ([]byte, error) {
+	var probe struct {
+		Event struct {
+			ID     *string `json:"id"`
+			Action *string `json:"action"`
+		} `json:"event"`
+	}
+	if err := json.Unmarshal(h.Source, &probe); err != nil {
+		return nil, fmt.Errorf("stored document: %w", err)
+	}
+	if probe.Event.ID != nil && probe.Event.Action != nil {
+		return h.Source, nil
+	}
+	d, err := Decode(h)
+	if err != nil {
+		return nil, err
+	}
+	var doc map[string]any
+	dec := json.NewDecoder(bytes.NewReader(h.Source))
+	dec.UseNumber() // numbers in metadata as stored
+	if err := dec.Decode(&doc); err != nil {
+		return nil, fmt.Errorf("stored document: %w", err)
+	}
+	obj := func(k string) map[string]any {
+		m, ok := doc[k].(map[string]any)
+		if !ok {
+			m = map[string]any{}
+			doc[k] = m
+		}
+		return m
+	}
+	var info audit.ActionInfo
+	if catalog != nil {
+		info, _ = catalog.Lookup(d.Action)
+	}
+	event := obj("event")
+	event["id"], event["action"], event["kind"], event["outcome"] = d.Event.ID, d.Action, "event", Outcome(d.Action)
+	if info.Category != "" {
+		event["category"] = info.Category
+	}
+	obj("organization")["id"] = d.TeamID
+	actor := d.ActorFields()
+	relatedUsers := []string{}
+	if actor.Type == string(audit.ActorUser) && actor.ID != "" {
+		user := obj("user")
+		user["id"] = actor.ID
+		if actor.Name != "" {
+			user["name"] = actor.Name
+		}
+		relatedUsers = append(relatedUsers, actor.ID)
+	}
+	var targets []struct {
+		Type string `json:"type"`
+		ID   string `json:"id"`
+	}
+	_ = json.Unmarshal(d.Targets, &targets) // targets that are no list of objects name no user
+	for _, t := range targets {
+		if t.Type == "user" && t.ID != "" {
+			relatedUsers = append(relatedUsers, t.ID)
+		}
+	}
+	relatedIPs := []string{}
+	for _, a := range d.AccessRouteList() {
+		relatedIPs = appendIP(relatedIPs, a)
+	}
+	if d.RemoteAddr != nil {
+		relatedIPs = appendIP(relatedIPs, *d.RemoteAddr)
+	}
+	doc["related"] = map[string]any{"ip": relatedIPs, "user": relatedUsers}
+	if info.Description != "" {
+		obj("audit")["action_description"] = info.Description
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(doc); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+// appendIP adds s to ips if it is an IP address not listed yet.
+func appendIP(ips []string, s string) []string {
+	if _, err := netip.ParseAddr(s); err != nil {
+		return ips
+	}
+	for _, have := range ips {
+		if have == s {
+			return ips
+		}
+	}
+	return append(ips, s)
+}
+
+// Outcome is an action's ECS event.outcome: a failure for the catalog's "_failed" actions.
+func Outcome(action string) string {
+	if strings.HasSuffix(action, "_failed") {
+		return "failure"
+	}
+	return "success"
 }
 
 // Actor is the part of a stored actor the CSV shows.
@@ -107,9 +228,9 @@ func (d Stored) API() (APIEvent, error) {
 	return APIEvent{ID: d.Event.ID, Timestamp: ts.UTC().Format(TimestampLayout), Fields: f}, nil
 }
 
-// ToAPI decodes an event document's _source into the API's shape.
-func ToAPI(src []byte) (APIEvent, error) {
-	d, err := Decode(src)
+// ToAPI decodes an event document into the API's shape.
+func ToAPI(h Hit) (APIEvent, error) {
+	d, err := Decode(h)
 	if err != nil {
 		return APIEvent{}, err
 	}

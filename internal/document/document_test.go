@@ -1,6 +1,7 @@
 package document
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"sort"
@@ -16,12 +17,12 @@ import (
 	"github.com/auditpipe/auditpipe/audit"
 )
 
-// TestMappingsAreVersion3: the mappings rendered from the field lists are the ones template
-// version 3 installed (testdata, as that version wrote them). A change here needs a new
-// TemplateVersion and a new file.
-func TestMappingsAreVersion3(t *testing.T) {
-	require.Equal(t, 3, TemplateVersion)
-	for file, got := range map[string]string{"event-mappings.v3.json": EventMappings, "quarantine-mappings.v3.json": QuarantineMappings} {
+// TestMappingsAreVersion4: the mappings rendered from the field lists are the ones template
+// version 4 installs (testdata). A change here needs a new TemplateVersion and a new file; the
+// files of earlier versions stay, as the partitions they created stay.
+func TestMappingsAreVersion4(t *testing.T) {
+	require.Equal(t, 4, TemplateVersion)
+	for file, got := range map[string]string{"event-mappings.v4.json": EventMappings, "quarantine-mappings.v4.json": QuarantineMappings} {
 		want, err := os.ReadFile("testdata/" + file)
 		require.NoError(t, err)
 		assert.JSONEq(t, string(want), got, file)
@@ -129,16 +130,32 @@ func fullInput() *Input {
 	return &Input{
 		Body: body, Time: pcommon.NewTimestampFromTime(time.Date(2025, 8, 1, 21, 0, 0, 0, time.UTC)),
 		ID: "ev-1", Hash: strings.Repeat("a", 64), TeamID: "191796", Action: "job_user_access_changed", ActorType: "user",
-		Known: true, Info: audit.ActionInfo{Category: "jobs", Description: "A user's access to a job changed"},
+		Known:    true,
 		Warnings: warnings, HasWarnings: true, Service: "jobs-api", Ingested: time.Date(2025, 8, 1, 21, 0, 1, 0, time.UTC),
 	}
 }
 
 // TestAnEventDocumentHasExactlyTheListedFields: an event with every field encodes to a document
-// whose fields are the list, no more, no fewer: the list is the one definition.
+// whose fields are the list but its aliases, no more, no fewer: the list is the one definition.
+// event.id is among them only when the _id cannot carry the id.
 func TestAnEventDocumentHasExactlyTheListedFields(t *testing.T) {
-	doc := AppendEvent(nil, fullInput())
-	assert.Equal(t, paths(eventFields), leaves(t, doc, eventFields))
+	var written []Field
+	for _, f := range eventFields {
+		if !f.Alias() {
+			written = append(written, f)
+		}
+	}
+	in := fullInput()
+	in.ID = strings.Repeat("x", audit.MaxIDBytes)
+	assert.Equal(t, paths(written), leaves(t, AppendEvent(nil, in), eventFields), "an id the _id cannot carry")
+
+	var withoutID []Field
+	for _, f := range written {
+		if f.Path != EventID {
+			withoutID = append(withoutID, f)
+		}
+	}
+	assert.Equal(t, paths(withoutID), leaves(t, AppendEvent(nil, fullInput()), eventFields), "an id the _id carries")
 }
 
 // TestAQuarantineDocumentHasExactlyTheListedFields: likewise for the quarantine.
@@ -158,10 +175,10 @@ func TestAQuarantineDocumentHasExactlyTheListedFields(t *testing.T) {
 }
 
 // TestDecodeGivesTheAPIShape: a stored document read back in the API's shape, and the parts the
-// CSV shows.
+// CSV shows; the event id comes from the _id.
 func TestDecodeGivesTheAPIShape(t *testing.T) {
 	doc := AppendEvent(nil, fullInput())
-	d, err := Decode(doc)
+	d, err := Decode(Hit{ID: "191796:ev-1", Source: doc})
 	require.NoError(t, err)
 	assert.Equal(t, "ev-1", d.Event.ID)
 	assert.Equal(t, strings.Repeat("a", 64), d.Event.Hash)
@@ -176,8 +193,15 @@ func TestDecodeGivesTheAPIShape(t *testing.T) {
 		"targets":[{"type":"user","id":"107404","metadata":{"access_level_id":7349}}],"access_route":["203.0.113.9"],
 		"remote_addr":"::1","user_agent":"Mozilla/5.0","metadata":{"previous_access_level_id":7347}}`, string(b))
 
+	// A long id is kept in the document, whose _id holds its hash.
+	in := fullInput()
+	in.ID = strings.Repeat("x", audit.MaxIDBytes)
+	d, err = Decode(Hit{ID: "191796:sha256-00", Source: AppendEvent(nil, in)})
+	require.NoError(t, err)
+	assert.Equal(t, in.ID, d.Event.ID)
+
 	// The least a stored event has (the previous per-team layout wrote such documents too).
-	ev, err = ToAPI([]byte(`{"@timestamp":"2025-08-01T21:00:00Z","action":"job_created","team_id":"big","actor":{"type":"system"},"event":{"id":"legacy-1"}}`))
+	ev, err = ToAPI(Hit{ID: "legacy-1", Source: []byte(`{"@timestamp":"2025-08-01T21:00:00Z","action":"job_created","team_id":"big","actor":{"type":"system"},"event":{"id":"legacy-1"}}`)})
 	require.NoError(t, err)
 	b, _ = json.Marshal(ev)
 	assert.JSONEq(t, `{"id":"legacy-1","timestamp":"2025-08-01T21:00:00.000000000Z","action":"job_created","team_id":"big","actor":{"type":"system"},
@@ -198,4 +222,30 @@ func TestEventRecordIsTheCanonicalEvent(t *testing.T) {
 
 	_, _, lr = EventRecord(plog.NewLogs(), []byte("not json"), "x")
 	assert.Equal(t, "not json", lr.Body().Str(), "kept whole")
+}
+
+// TestExpandGivesTheVersion3Document: a version 4 document expanded is, field for field, the document
+// version 3 wrote for the same event (testdata/event.v3.json, written by that version's encoder);
+// a version 3 document is returned as it is.
+func TestExpandGivesTheVersion3Document(t *testing.T) {
+	v3, err := os.ReadFile("testdata/event.v3.json")
+	require.NoError(t, err)
+	v4 := AppendEvent(nil, fullInput())
+	assert.Less(t, len(v4), len(v3)*3/4, "the lighter document")
+	got, err := Expand(Hit{ID: "191796:ev-1", Source: v4}, audit.DefaultCatalog())
+	require.NoError(t, err)
+	assert.JSONEq(t, string(v3), string(got))
+
+	got, err = Expand(Hit{ID: "191796:ev-1", Source: v3}, audit.DefaultCatalog())
+	require.NoError(t, err)
+	assert.Equal(t, string(bytes.TrimSpace(v3)), string(bytes.TrimSpace(got)))
+
+	// Without a catalog, or for an action it does not know, there is no category or description.
+	got, err = Expand(Hit{ID: "191796:ev-1", Source: v4}, nil)
+	require.NoError(t, err)
+	assert.NotContains(t, string(got), "category")
+	assert.NotContains(t, string(got), "action_description")
+
+	_, err = Expand(Hit{ID: "1:x", Source: []byte("not json")}, nil)
+	assert.Error(t, err)
 }

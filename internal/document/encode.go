@@ -4,13 +4,13 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
-	"strings"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 
 	"github.com/auditpipe/auditpipe/audit"
+	"github.com/auditpipe/auditpipe/internal/shared/layout"
 	"github.com/auditpipe/auditpipe/internal/shared/pjson"
 )
 
@@ -23,8 +23,7 @@ type Input struct {
 	TeamID      string
 	Action      string
 	ActorType   string
-	Known       bool             // the action is in the operator's catalog
-	Info        audit.ActionInfo // its catalog entry: category and description
+	Known       bool // the action is in the operator's catalog (category and description are read from it, Expand)
 	Warnings    pcommon.Slice
 	HasWarnings bool
 	Service     string    // the resource's service.name
@@ -71,10 +70,6 @@ func AppendEvent(b []byte, ev *Input) []byte {
 	b = appendFlattened(b, `,"metadata":`, actorMeta, hasActorMeta)
 	b = append(b, '}')
 
-	relatedUsers := make([]string, 0, 4)
-	if ev.ActorType == string(audit.ActorUser) && actorID != "" {
-		relatedUsers = append(relatedUsers, actorID)
-	}
 	b = append(b, `,"targets":[`...)
 	if tv, ok := body.Get(audit.FieldTargets); ok && tv.Type() == pcommon.ValueTypeSlice {
 		for i, t := range tv.Slice().All() {
@@ -90,15 +85,10 @@ func AppendEvent(b []byte, ev *Input) []byte {
 			meta, ok := tm.Get(audit.FieldMetadata)
 			b = appendFlattened(b, `,"metadata":`, meta, ok)
 			b = append(b, '}')
-			if typ == "user" && id != "" {
-				relatedUsers = append(relatedUsers, id)
-			}
 		}
 	}
 	b = append(b, ']')
 
-	var ips [8]string
-	relatedIPs := ips[:0]
 	b = append(b, `,"access_route":[`...)
 	if rv, ok := body.Get(audit.FieldAccessRoute); ok && rv.Type() == pcommon.ValueTypeSlice {
 		for i, a := range rv.Slice().All() {
@@ -106,7 +96,6 @@ func AppendEvent(b []byte, ev *Input) []byte {
 				b = append(b, ',')
 			}
 			b = pjson.AppendString(b, a.Str())
-			relatedIPs = appendIP(relatedIPs, a.Str())
 		}
 	}
 	b = append(b, ']')
@@ -122,58 +111,33 @@ func AppendEvent(b []byte, ev *Input) []byte {
 	meta, hasMeta := body.Get(audit.FieldMetadata)
 	b = appendFlattened(b, `,"metadata":`, meta, hasMeta)
 
-	// ECS
-	b = append(b, `,"event":{"id":`...)
-	b = pjson.AppendString(b, ev.ID)
-	b = append(b, `,"action":`...)
-	b = pjson.AppendString(b, ev.Action)
-	b = append(b, `,"kind":"event"`...)
-	info := ev.Info
-	if info.Category != "" {
-		b = append(b, `,"category":`...)
-		b = pjson.AppendString(b, info.Category)
+	// ECS fields that are not aliases of the above or derived when read (Expand).
+	b = append(b, `,"event":{`...)
+	if !layout.DocIDCarries(ev.TeamID, ev.ID) {
+		b = append(b, `"id":`...)
+		b = pjson.AppendString(b, ev.ID)
+		b = append(b, ',')
 	}
-	b = append(b, `,"outcome":`...)
-	if strings.HasSuffix(ev.Action, "_failed") {
-		b = append(b, `"failure"`...)
-	} else {
-		b = append(b, `"success"`...)
-	}
-	b = append(b, `,"hash":`...)
+	b = append(b, `"hash":`...)
 	b = pjson.AppendString(b, ev.Hash)
 	b = append(b, `,"ingested":`...)
 	b = appendTime(b, ev.Ingested)
-	b = append(b, `},"organization":{"id":`...)
-	b = pjson.AppendString(b, ev.TeamID)
 	b = append(b, '}')
 	if remote != "" {
 		if _, err := netip.ParseAddr(remote); err == nil {
 			b = append(b, `,"source":{"ip":`...)
 			b = pjson.AppendString(b, remote)
 			b = append(b, '}')
-			relatedIPs = appendIP(relatedIPs, remote)
 		}
 	}
-	if ev.ActorType == string(audit.ActorUser) && actorID != "" {
-		b = append(b, `,"user":{"id":`...)
-		b = pjson.AppendString(b, actorID)
-		if hasActorMeta && actorMeta.Type() == pcommon.ValueTypeMap {
-			if email := strField(actorMeta.Map(), "email"); email != "" {
-				b = append(b, `,"email":`...)
-				b = pjson.AppendString(b, email)
-			}
-			if name := strField(actorMeta.Map(), "name"); name != "" {
-				b = append(b, `,"name":`...)
-				b = pjson.AppendString(b, name)
-			}
+	if ev.ActorType == string(audit.ActorUser) && hasActorMeta && actorMeta.Type() == pcommon.ValueTypeMap {
+		// Kept, not derived: Kibana's panels aggregate on it, and no alias reaches into a flattened field.
+		if email := strField(actorMeta.Map(), "email"); email != "" {
+			b = append(b, `,"user":{"email":`...)
+			b = pjson.AppendString(b, email)
+			b = append(b, '}')
 		}
-		b = append(b, '}')
 	}
-	b = append(b, `,"related":{"ip":`...)
-	b = appendStrings(b, relatedIPs)
-	b = append(b, `,"user":`...)
-	b = appendStrings(b, relatedUsers)
-	b = append(b, '}')
 	if svc := ev.Service; svc != "" {
 		b = append(b, `,"service":{"name":`...)
 		b = pjson.AppendString(b, svc)
@@ -184,10 +148,6 @@ func AppendEvent(b []byte, ev *Input) []byte {
 		b = append(b, "true"...)
 	} else {
 		b = append(b, "false"...)
-	}
-	if info.Description != "" {
-		b = append(b, `,"action_description":`...)
-		b = pjson.AppendString(b, info.Description)
 	}
 	if ev.HasWarnings && ev.Warnings.Len() > 0 {
 		b = append(b, `,"warnings":`...)
@@ -215,18 +175,6 @@ func appendFlattened(b []byte, key string, v pcommon.Value, present bool) []byte
 		b = pjson.AppendValue(b, v, false)
 		return append(b, '}')
 	}
-}
-
-func appendIP(ips []string, s string) []string {
-	if _, err := netip.ParseAddr(s); err != nil {
-		return ips
-	}
-	for _, have := range ips {
-		if have == s {
-			return ips
-		}
-	}
-	return append(ips, s)
 }
 
 func appendStrings(b []byte, ss []string) []byte {

@@ -19,11 +19,16 @@ import (
 //   - 2: the quarantine keeps its hashes and the whole original record (timestamps, resource,
 //     scope) for replay; Quarantined.Rebuild still reads version 1 quarantine documents.
 //   - 3: the partitioned layout: the team is the required _routing of every event.
+//   - 4: the lighter document (docs/document.md, "Version 4"): the ECS copies of the document's own
+//     values are field aliases (event.action, organization.id, user.id) or derived when read
+//     (Expand: event.kind, event.outcome, event.category, user.name, related.*,
+//     audit.action_description); event.hash is kept in _source only; event.id is written only when
+//     the _id cannot carry it; partitions are stored with the best_compression codec.
 //
 // A template applies to the indices created after it, so a new mapping applies from the next
 // partition. Added fields reach the existing partitions too (the exporter puts them); a changed field
 // type must wait for the next partition, and every reader keeps reading older partitions.
-const TemplateVersion = 3
+const TemplateVersion = 4
 
 // Field is one leaf field of a stored document: its dotted path and its mapping.
 type Field struct {
@@ -36,7 +41,14 @@ const (
 	keyword   = `{"type":"keyword","ignore_above":1024}`
 	dateNanos = `{"type":"date_nanos"}`
 	flattened = `{"type":"flattened","ignore_above":8191}`
+	// sourceOnly is a value kept in _source and read back, never searched, sorted or aggregated:
+	// neither terms nor doc values are built for it.
+	sourceOnly = `{"type":"keyword","index":false,"doc_values":false}`
 )
+
+// alias is the mapping of a field alias: the name queries a field the document holds already, at
+// no cost per document.
+func alias(path string) string { return `{"type":"alias","path":"` + path + `"}` }
 
 // The fields readers query, sort or aggregate on. Every one is a row of eventFields (or
 // quarantineFields), which a test checks.
@@ -56,7 +68,8 @@ const (
 
 // eventFields is the field list of an event document, in the order AppendEvent writes them: the
 // specification's fields first, then ECS (docs/document.md says what each is for). Metadata of any
-// shape lives in flattened fields, which cannot conflict.
+// shape lives in flattened fields, which cannot conflict. Aliases are not written: they name a field
+// above. event.id is written only when the _id does not carry it (EventIDFromDocID).
 var eventFields = []Field{
 	{Timestamp, dateNanos},
 	{Action, keyword},
@@ -72,24 +85,20 @@ var eventFields = []Field{
 	{"user_agent", keyword},
 	{"metadata", flattened},
 	{EventID, keyword},
-	{"event.action", keyword},
-	{"event.kind", keyword},
-	{"event.category", keyword},
-	{"event.outcome", keyword},
-	{EventHash, keyword},
+	{"event.action", alias(Action)},
+	{EventHash, sourceOnly},
 	{EventIngested, dateNanos},
-	{"organization.id", keyword},
+	{"organization.id", alias(TeamID)},
 	{"source.ip", `{"type":"ip"}`},
-	{"user.id", keyword},
+	{"user.id", alias(ActorID)},
 	{"user.email", keyword},
-	{"user.name", keyword},
-	{"related.ip", `{"type":"ip"}`},
-	{"related.user", keyword},
 	{"service.name", keyword},
 	{"audit.action_known", `{"type":"boolean"}`},
-	{"audit.action_description", `{"type":"keyword","index":false,"doc_values":false}`},
 	{"audit.warnings", keyword},
 }
+
+// Alias tells whether a field of the list is an alias, which no document holds.
+func (f Field) Alias() bool { return strings.Contains(f.Mapping, `"type":"alias"`) }
 
 // quarantineFields is the field list of a quarantine document. The original record is kept as
 // unindexed text, so no input can break the mapping.
@@ -133,6 +142,10 @@ var EventProperties = `{"dynamic":"strict","properties":` + properties(eventFiel
 
 // QuarantineMappings is the quarantine index's mapping.
 var QuarantineMappings = `{"dynamic":"strict","properties":` + properties(quarantineFields) + `}`
+
+// Properties renders fields as a mapping's {"properties": …}: what is put on an existing index to
+// add them.
+func Properties(fields []Field) string { return `{"properties":` + properties(fields) + `}` }
 
 // properties renders a field list as a mapping's "properties" object, objects in the order of
 // their first field.

@@ -132,7 +132,7 @@ func TestARoundTripGivesTheSameRows(t *testing.T) {
 	// The record says who, what and how much.
 	doc, err := to.Show(context.Background(), "191796", sum.Recorded["191796"])
 	require.NoError(t, err)
-	d, err := document.Decode(doc)
+	d, err := document.Decode(document.Hit{Source: doc})
 	require.NoError(t, err)
 	var md map[string]any
 	require.NoError(t, json.Unmarshal(d.Metadata, &md))

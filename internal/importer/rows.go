@@ -208,8 +208,8 @@ func ndjsonRow(line []byte, n int, team string) (row, error) {
 			return r, &rowError{"line", err.Error()}
 		}
 		f, ts, r.id = ev.Fields, ev.Timestamp, ev.ID
-	} else { // a stored document
-		d, err := document.Decode(line)
+	} else { // a stored document, as the ndjson export writes it (with event.id)
+		d, err := document.Decode(document.Hit{Source: line})
 		if err != nil {
 			return r, &rowError{"line", err.Error()}
 		}

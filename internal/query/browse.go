@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"github.com/elastic/go-elasticsearch/v8/esapi"
+
+	"github.com/auditpipe/auditpipe/internal/document"
+	"github.com/auditpipe/auditpipe/internal/shared/layout"
 )
 
 // Team is one team with an audit log.
@@ -70,11 +73,12 @@ func (c *Client) Teams(ctx context.Context) ([]Team, error) {
 // CheckTeam makes sure the cluster answers and the team has events, before anything is written
 // about it.
 func (c *Client) CheckTeam(ctx context.Context, team string) error {
-	q, err := Filter{Team: team}.query()
+	f := Filter{Team: team}
+	q, err := f.query()
 	if err != nil {
 		return err
 	}
-	n, err := c.count(ctx, q)
+	n, err := c.count(ctx, f, q)
 	if err != nil {
 		return err
 	}
@@ -84,21 +88,36 @@ func (c *Client) CheckTeam(ctx context.Context, team string) error {
 	return nil
 }
 
-// Show returns one stored event of a team by its event id, as stored, wherever the layout put it.
+// Show returns one stored event of a team by its event id, wherever the layout put it, with every
+// field of every template version (document.Expand).
 func (c *Client) Show(ctx context.Context, team, id string) (json.RawMessage, error) {
-	q, err := Filter{Team: team}.query()
+	hit, err := c.Get(ctx, team, id)
 	if err != nil {
 		return nil, err
 	}
-	q = map[string]any{"bool": map[string]any{"filter": []any{q, map[string]any{"term": map[string]any{"event.id": id}}}}}
+	return document.Expand(hit, c.Catalog())
+}
+
+// Get returns one stored event of a team by its event id, wherever the layout put it.
+func (c *Client) Get(ctx context.Context, team, id string) (document.Hit, error) {
+	q, err := Filter{Team: team}.query()
+	if err != nil {
+		return document.Hit{}, err
+	}
+	// The _id of the team's event, or, in the previous per-team layout's indices, its event.id.
+	byID := map[string]any{"bool": map[string]any{"should": []any{
+		map[string]any{"ids": map[string]any{"values": []string{layout.DocID(team, id)}}},
+		map[string]any{"term": map[string]any{document.EventID: id}},
+	}, "minimum_should_match": 1}}
+	q = map[string]any{"bool": map[string]any{"filter": []any{q, byID}}}
 	var p page
 	if err := c.search(ctx, map[string]any{"size": 1, "query": q}, &p); err != nil {
-		return nil, err
+		return document.Hit{}, err
 	}
 	if len(p.Hits.Hits) == 0 {
-		return nil, fmt.Errorf("team %s has no event %q: %w", team, id, ErrNoEvent)
+		return document.Hit{}, fmt.Errorf("team %s has no event %q: %w", team, id, ErrNoEvent)
 	}
-	return p.Hits.Hits[0].Source, nil
+	return p.Hits.Hits[0].Hit, nil
 }
 
 // tailOverlap is how far back before the newest ingest time seen each poll of Tail looks again:
@@ -117,8 +136,9 @@ func (c *Client) Tail(ctx context.Context, f Filter, since time.Time, interval t
 	}
 	order := []any{
 		map[string]any{"event.ingested": map[string]any{"order": "asc", "format": "strict_date_optional_time_nanos"}},
-		map[string]any{"event.id": "asc"},
+		map[string]any{"_seq_no": "asc"},
 	}
+	catalog := c.Catalog()
 	seen := map[string]time.Time{} // printed events of the overlap window, by id
 	high := since
 	for {
@@ -144,24 +164,24 @@ func (c *Client) Tail(ctx context.Context, f Filter, since time.Time, interval t
 			}
 			for _, h := range page.Hits.Hits {
 				after = h.Sort
-				var d struct {
-					Event struct {
-						ID       string    `json:"id"`
-						Ingested time.Time `json:"ingested"`
-					} `json:"event"`
-				}
-				if err := json.Unmarshal(h.Source, &d); err != nil {
-					return fmt.Errorf("stored document: %w", err)
+				d, err := document.Decode(h.Hit)
+				if err != nil {
+					return err
 				}
 				if _, ok := seen[d.Event.ID]; ok {
 					continue
 				}
-				if _, err := w.Write(append(h.Source, '\n')); err != nil {
+				ingested, _ := time.Parse(time.RFC3339Nano, d.Event.Ingested) // sorted on: every document has it
+				doc, err := document.Expand(h.Hit, catalog)
+				if err != nil {
 					return err
 				}
-				seen[d.Event.ID] = d.Event.Ingested
-				if d.Event.Ingested.After(high) {
-					high = d.Event.Ingested
+				if _, err := w.Write(append(doc, '\n')); err != nil {
+					return err
+				}
+				seen[d.Event.ID] = ingested
+				if ingested.After(high) {
+					high = ingested
 				}
 			}
 			if len(page.Hits.Hits) < PageSize {

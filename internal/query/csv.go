@@ -20,8 +20,8 @@ var CSVHeader = []string{
 
 // csvRow renders one stored document in CSVHeader's order. Targets and metadata are canonical JSON
 // (keys sorted, numbers as stored), so exports are byte-for-byte stable.
-func csvRow(src json.RawMessage, catalog *audit.Catalog) ([]string, error) {
-	d, err := document.Decode(src)
+func csvRow(hit document.Hit, catalog *audit.Catalog) ([]string, error) {
+	d, err := document.Decode(hit)
 	if err != nil {
 		return nil, err
 	}

@@ -18,7 +18,7 @@ type Format string
 // Export formats.
 const (
 	CSV    Format = "csv"
-	NDJSON Format = "ndjson" // the stored documents
+	NDJSON Format = "ndjson" // the stored documents, every field of every version (document.Expand)
 	Events Format = "events" // NDJSON of document.APIEvent, the customer-facing shape
 )
 
@@ -51,7 +51,7 @@ func (c *Client) Export(ctx context.Context, f Filter, format Format, w io.Write
 		return 0, err
 	}
 	if progress != nil {
-		cnt, err := c.count(ctx, q)
+		cnt, err := c.count(ctx, f, q)
 		if err != nil {
 			return 0, err
 		}
@@ -76,13 +76,17 @@ func (c *Client) Export(ctx context.Context, f Filter, format Format, w io.Write
 			return written, err
 		}
 		pos = next
-		for _, src := range docs {
+		for _, hit := range docs {
 			switch format {
 			case NDJSON:
-				bw.Write(src)
+				doc, err := document.Expand(hit, catalog)
+				if err != nil {
+					return written, err
+				}
+				bw.Write(doc)
 				bw.WriteByte('\n')
 			case Events:
-				ev, err := document.ToAPI(src)
+				ev, err := document.ToAPI(hit)
 				if err != nil {
 					return written, err
 				}
@@ -90,7 +94,7 @@ func (c *Client) Export(ctx context.Context, f Filter, format Format, w io.Write
 				bw.Write(b)
 				bw.WriteByte('\n')
 			default:
-				cells, err := csvRow(src, catalog)
+				cells, err := csvRow(hit, catalog)
 				if err != nil {
 					return written, err
 				}

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/auditpipe/auditpipe/audit"
+	"github.com/auditpipe/auditpipe/internal/document"
 )
 
 // FuzzCSVRow renders arbitrary stored documents as CSV rows: no panic, no cell a spreadsheet would run
@@ -21,7 +22,7 @@ func FuzzCSVRow(f *testing.F) {
 	f.Add([]byte(`{"action":"＝cmd","user_agent":"a\rb","remote_addr":" lead","metadata":{"x":"＠y"}}`))
 	catalog := audit.DefaultCatalog()
 	f.Fuzz(func(t *testing.T, src []byte) {
-		row, err := csvRow(src, catalog)
+		row, err := csvRow(document.Hit{ID: "7:x", Source: src}, catalog)
 		if err != nil {
 			return
 		}

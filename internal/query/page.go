@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/elastic/go-elasticsearch/v8/esapi"
+
+	"github.com/auditpipe/auditpipe/internal/document"
 )
 
 // pitKeepAlive is how long a point in time lives between two pages of a listing or an export.
@@ -24,7 +26,7 @@ var testHooks struct {
 	reopened func()
 }
 
-// Order of a listing by event time (then event id).
+// Order of a listing by event time (then the order in which the partition stored the events).
 type Order string
 
 // Orders.
@@ -49,7 +51,7 @@ type Position struct {
 // late ones with old timestamps alike neither shift, repeat nor skip any. If the point in time
 // expired (a client that paused longer than pitKeepAlive), a new one goes on from the last sort
 // values: still nothing skipped or repeated, though events indexed since may then be included.
-func (c *Client) Page(ctx context.Context, f Filter, order Order, limit int, pos *Position) ([]json.RawMessage, *Position, error) {
+func (c *Client) Page(ctx context.Context, f Filter, order Order, limit int, pos *Position) ([]document.Hit, *Position, error) {
 	if order != Asc && order != Desc {
 		return nil, nil, fmt.Errorf("order %q: use asc or desc", order)
 	}
@@ -64,7 +66,7 @@ func (c *Client) Page(ctx context.Context, f Filter, order Order, limit int, pos
 	var after []json.RawMessage
 	opened := pos == nil // a point in time this call opened is this call's to close on failure
 	if opened {
-		if pit, err = c.openPIT(ctx); err != nil {
+		if pit, err = c.openPIT(ctx, f); err != nil {
 			return nil, nil, err
 		}
 	} else {
@@ -72,7 +74,7 @@ func (c *Client) Page(ctx context.Context, f Filter, order Order, limit int, pos
 	}
 	sort := []any{
 		map[string]any{"@timestamp": map[string]any{"order": order, "format": "strict_date_optional_time_nanos"}},
-		map[string]any{"event.id": order},
+		map[string]any{"_seq_no": order},
 	}
 	var p page
 	for reopened := false; ; reopened = true {
@@ -87,7 +89,7 @@ func (c *Client) Page(ctx context.Context, f Filter, order Order, limit int, pos
 		if reopened || !isExpiredPIT(err) {
 			break
 		}
-		if pit, err = c.openPIT(ctx); err != nil {
+		if pit, err = c.openPIT(ctx, f); err != nil {
 			return nil, nil, err
 		}
 		opened = true
@@ -112,9 +114,9 @@ func (c *Client) Page(ctx context.Context, f Filter, order Order, limit int, pos
 	} else {
 		c.closePIT(pit) // the listing is complete: free the cluster's search contexts now
 	}
-	out := make([]json.RawMessage, len(hits))
+	out := make([]document.Hit, len(hits))
 	for i, h := range hits {
-		out[i] = h.Source
+		out[i] = h.Hit
 	}
 	return out, next, nil
 }
@@ -126,13 +128,13 @@ func (c *Client) ClosePosition(pos *Position) {
 	}
 }
 
-// openPIT opens a point in time over every index that may hold team events.
-func (c *Client) openPIT(ctx context.Context) (string, error) {
+// openPIT opens a point in time over every index that may hold the filter's events.
+func (c *Client) openPIT(ctx context.Context, f Filter) (string, error) {
 	var pit struct {
 		ID string `json:"id"`
 	}
 	yes := true
-	err := c.do(ctx, esapi.OpenPointInTimeRequest{Index: c.layout.ReadIndices(), KeepAlive: pitKeepAlive, IgnoreUnavailable: &yes}, &pit)
+	err := c.do(ctx, esapi.OpenPointInTimeRequest{Index: c.indices(f), KeepAlive: pitKeepAlive, IgnoreUnavailable: &yes}, &pit)
 	return pit.ID, err
 }
 
@@ -150,15 +152,20 @@ func (c *Client) Count(ctx context.Context, f Filter) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return c.count(ctx, q)
+	return c.count(ctx, f, q)
 }
 
-// count counts the events a query matches.
-func (c *Client) count(ctx context.Context, q map[string]any) (int64, error) {
+// indices are the indices that may hold the filter's events: its team's, in its time range.
+func (c *Client) indices(f Filter) []string {
+	return c.layout.ReadIndicesFor(f.Team, f.Since, f.Until, time.Now())
+}
+
+// count counts the events the filter's query q matches.
+func (c *Client) count(ctx context.Context, f Filter, q map[string]any) (int64, error) {
 	var cnt struct{ Count int64 }
 	body, _ := json.Marshal(map[string]any{"query": q})
 	yes := true
-	err := c.do(ctx, esapi.CountRequest{Index: c.layout.ReadIndices(), Body: bytes.NewReader(body), IgnoreUnavailable: &yes, AllowNoIndices: &yes}, &cnt)
+	err := c.do(ctx, esapi.CountRequest{Index: c.indices(f), Body: bytes.NewReader(body), IgnoreUnavailable: &yes, AllowNoIndices: &yes}, &cnt)
 	return cnt.Count, err
 }
 
@@ -173,8 +180,8 @@ type page struct {
 	PitID string `json:"pit_id"`
 	Hits  struct {
 		Hits []struct {
-			Source json.RawMessage   `json:"_source"`
-			Sort   []json.RawMessage `json:"sort"`
+			document.Hit
+			Sort []json.RawMessage `json:"sort"`
 		} `json:"hits"`
 	} `json:"hits"`
 }

@@ -27,7 +27,9 @@ type cursor struct {
 	Events  int             `json:"e"` // events served so far
 }
 
-const cursorVersion = 1
+// cursorVersion changes when what a position holds does: version 2 sorts the events of one time by
+// the order stored (_seq_no), no longer by event id. A cursor of another version is a bad cursor.
+const cursorVersion = 2
 
 // MaxCursor bounds a cursor parameter. A point in time's id grows with the partitions it spans
 // (a few hundred bytes for a year of monthly partitions).

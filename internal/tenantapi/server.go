@@ -366,14 +366,14 @@ func (s *Server) event(w http.ResponseWriter, r *http.Request, _ url.Values, key
 	noteAccess(w, readID)
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
 	defer cancel()
-	doc, err := s.cfg.Client.Show(ctx, key.TeamID, id)
+	hit, err := s.cfg.Client.Get(ctx, key.TeamID, id)
 	if errors.Is(err, query.ErrNoEvent) {
 		return &apiError{status: 404, code: "not_found", msg: "this team has no event with this id"}
 	}
 	if err != nil {
 		return s.unavailable("reading the event", err)
 	}
-	ev, err := document.ToAPI(doc)
+	ev, err := document.ToAPI(hit)
 	if err != nil {
 		return s.unavailable("reading the event", err)
 	}

@@ -351,12 +351,22 @@ func appendLabel(b []byte, p Period, t time.Time) []byte {
 // shard may use the same event id, and a 409 means "stored already" for this team only. It stays
 // within Elasticsearch's 512 bytes.
 func DocID(team, eventID string) string {
-	id := team + ":" + eventID
-	if len(id) <= audit.MaxIDBytes {
-		return id
+	if DocIDCarries(team, eventID) {
+		return team + ":" + eventID
 	}
 	sum := sha256.Sum256([]byte(eventID))
 	return team + ":sha256-" + hex.EncodeToString(sum[:])
+}
+
+// DocIDCarries tells whether DocID(team, eventID) holds the event id as it is (else it holds its
+// hash, and the document must keep the id: the stored document writes event.id only then).
+func DocIDCarries(team, eventID string) bool { return len(team)+1+len(eventID) <= audit.MaxIDBytes }
+
+// EventIDOf is the event id a DocID carries: what follows the team. A document whose _id holds a
+// hash keeps its id in event.id, which readers take first.
+func EventIDOf(docID string) string {
+	_, id, _ := strings.Cut(docID, ":")
+	return id
 }
 
 // Problem codes of events the layout cannot take.
@@ -496,6 +506,56 @@ func NextBoundary(now time.Time, ps ...Period) time.Time {
 func (l *Layout) ReadIndices() []string {
 	return []string{l.Family(), "-" + l.quarantine}
 }
+
+// ReadIndicesFor is what a reader of one team's events from since (inclusive) to until (exclusive)
+// searches: the partitions of either tier whose period can hold such events (month and day
+// partitions of the months, year partitions of the years, whatever their class), the team's index of
+// the previous per-team layout, and no other. A zero until reads up to now and the future skew the
+// exporter accepts. Without a since, or for a range whose names would not fit readPatternsBytes (they
+// travel in the request's URL), it is ReadIndices: the time filter still keeps the search to the
+// range, and the node skips the shards it cannot match.
+func (l *Layout) ReadIndicesFor(team string, since, until, now time.Time) []string {
+	if since.IsZero() {
+		return l.ReadIndices()
+	}
+	if until.IsZero() {
+		until = now.Add(l.cfg.FutureSkew)
+	}
+	since, last := since.UTC(), until.UTC().Add(-time.Nanosecond)
+	if last.Before(since) {
+		last = since
+	}
+	var out []string
+	size := 0
+	add := func(parts ...string) {
+		s := strings.Join(parts, "")
+		out = append(out, s)
+		size += len(s) + 1
+	}
+	shared, dedicated := l.prefix+Shared+".*.", l.prefix+Dedicated+"."+team+".*."
+	for y := since.Year(); y <= last.Year(); y++ {
+		label := strconv.Itoa(y)
+		add(shared, label)
+		add(dedicated, label)
+	}
+	for m := time.Date(since.Year(), since.Month(), 1, 0, 0, 0, 0, time.UTC); !m.After(last); m = m.AddDate(0, 1, 0) {
+		label := m.Format("2006-01")
+		add(shared, label)
+		add(shared, label, "-*") // the month's day partitions
+		add(dedicated, label)
+		add(dedicated, label, "-*")
+		if size > readPatternsBytes {
+			return l.ReadIndices()
+		}
+	}
+	add(l.Legacy(team))
+	add("-", l.quarantine)
+	return out
+}
+
+// readPatternsBytes bounds the index names of one read: a few months' worth, well inside the node's
+// 4 KiB request line.
+const readPatternsBytes = 2048
 
 // Family is the pattern of every index the layout names: the partitions, the previous per-team
 // indices and the quarantine.

@@ -31,6 +31,22 @@ func Refresh(base, prefix string) error {
 	return nil
 }
 
+// ForceMerge merges each index of the prefix to one segment and returns once it is done: what a
+// partition no longer written to becomes, and a size that does not depend on when it is measured.
+func ForceMerge(base, prefix string) error {
+	req, _ := http.NewRequest(http.MethodPost, strings.TrimRight(base, "/")+"/"+prefix+"*/_forcemerge?max_num_segments=1", nil)
+	res, err := (&http.Client{Timeout: 30 * time.Minute}).Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(res.Body)
+		return fmt.Errorf("_forcemerge: %d: %s", res.StatusCode, b)
+	}
+	return nil
+}
+
 // Counts refreshes and returns the number of events of every team in the layout's indices, and the
 // number of quarantine documents.
 func Counts(base string, lay *layout.Layout) (teams map[string]int, quarantined int, err error) {
@@ -100,7 +116,7 @@ type Doc struct {
 	ID       string   // _id
 	Routing  string   // _routing
 	Time     string   // @timestamp
-	EventID  string   // event.id
+	EventID  string   // event.id, or what the _id carries (layout.EventIDOf)
 	TeamID   string   // team_id of an event document
 	QTeamID  string   // quarantine.team_id of a quarantine document
 	Reasons  []string // quarantine.reasons
@@ -130,6 +146,9 @@ func Inventory(base string, lay *layout.Layout) ([]Doc, error) {
 		}
 		if err := json.Unmarshal(h.Source, &s); err != nil {
 			return fmt.Errorf("document %s in %s: %w", h.ID, h.Index, err)
+		}
+		if s.Event.ID == "" && s.TeamID != "" { // an event document whose _id carries its id
+			s.Event.ID = layout.EventIDOf(h.ID)
 		}
 		docs = append(docs, Doc{Index: h.Index, ID: h.ID, Routing: h.Routing, Time: s.Time, EventID: s.Event.ID, TeamID: s.TeamID,
 			QTeamID: s.Quarantine.TeamID, Reasons: s.Quarantine.Reasons, Ingested: s.Event.Ingested})
