@@ -20,6 +20,7 @@ import (
 	"testing"
 
 	"github.com/auditpipe/auditpipe/internal/document"
+	"github.com/auditpipe/auditpipe/internal/testrig/estest"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -233,4 +234,98 @@ func TestDiscoverURLFiltersOneTeam(t *testing.T) {
 	assert.True(t, strings.HasPrefix(u, "http://127.0.0.1:5601/app/discover#/view/"+SearchID+"?_a="), u)
 	assert.Contains(t, u, "team_id+%3A+%22191796%22")
 	assert.Contains(t, u, "now-7d")
+}
+
+// TestSavedObjectsFieldsResolveAcrossTemplateVersions: the data view spans partitions created by
+// template version 3 and by version 4, which maps some fields otherwise (aliases, event.hash kept in
+// _source only). Every field a saved object names is one type over both, searchable, and
+// aggregatable where a visualization aggregates it; the top-actors panel counts both documents.
+func TestSavedObjectsFieldsResolveAcrossTemplateVersions(t *testing.T) {
+	base, prefix := estest.URL(t), estest.Prefix(t)
+	v3mapping, err := os.ReadFile("../internal/document/testdata/event-mappings.v3.json")
+	require.NoError(t, err)
+	v3doc, err := os.ReadFile("../internal/document/testdata/event.v3.json")
+	require.NoError(t, err)
+	v4doc := `{"@timestamp":"2025-09-01T21:00:00Z","action":"job_user_access_changed","team_id":"191796",
+		"actor":{"type":"user","id":"445177","metadata":{"email":"ann+oats@gem.com","name":"Ann Samuelson"}},
+		"targets":[{"type":"user","id":"107404"}],"access_route":["203.0.113.9"],"remote_addr":"::1","user_agent":"Mozilla/5.0",
+		"metadata":{"previous_access_level_id":7347},"event":{"hash":"` + strings.Repeat("b", 64) + `","ingested":"2025-09-01T21:00:01Z"},
+		"source":{"ip":"::1"},"user":{"email":"ann+oats@gem.com"},"service":{"name":"jobs-api"},"audit":{"action_known":true}}`
+	for index, c := range map[string][2]string{
+		prefix + "audit-shared.standard.2025-08": {string(v3mapping), string(v3doc)},
+		prefix + "audit-shared.standard.2025-09": {document.EventMappings, v4doc},
+	} {
+		esRequest(t, http.MethodPut, base+"/"+index, `{"settings":{"number_of_replicas":0},"mappings":`+c[0]+`}`, nil)
+		esRequest(t, http.MethodPut, base+"/"+index+"/_create/191796:x?routing=191796&refresh=true", c[1], nil)
+	}
+
+	aggregated := map[string]bool{}
+	var fields []string
+	for _, o := range parse(t) {
+		if o.ID == "auditpipe-audit-quarantine" {
+			continue
+		}
+		fields = append(fields, referencedFields(t, o)...)
+		if vs, ok := o.Attributes["visState"].(string); ok {
+			var v struct {
+				Aggs []struct {
+					Params map[string]any `json:"params"`
+				} `json:"aggs"`
+			}
+			require.NoError(t, json.Unmarshal([]byte(vs), &v))
+			for _, a := range v.Aggs {
+				if f, ok := a.Params["field"].(string); ok {
+					aggregated[f] = true
+				}
+			}
+		}
+	}
+	require.NotEmpty(t, aggregated)
+	var caps struct {
+		Fields map[string]map[string]struct {
+			Searchable   bool     `json:"searchable"`
+			Aggregatable bool     `json:"aggregatable"`
+			Indices      []string `json:"indices"`
+		} `json:"fields"`
+	}
+	esRequest(t, http.MethodGet, base+"/"+prefix+"audit-*/_field_caps?fields="+strings.Join(fields, ","), "", &caps)
+	for _, f := range fields {
+		types := caps.Fields[f]
+		require.Len(t, types, 1, "field %s: %v", f, types)
+		for typ, c := range types {
+			assert.Empty(t, c.Indices, "field %s is %s in some indices only", f, typ)
+			assert.True(t, c.Searchable, "field %s", f)
+			if aggregated[f] {
+				assert.True(t, c.Aggregatable, "field %s", f)
+			}
+		}
+	}
+	var res struct {
+		Aggregations struct {
+			Emails struct {
+				Buckets []struct {
+					Key      string `json:"key"`
+					DocCount int    `json:"doc_count"`
+				} `json:"buckets"`
+			} `json:"emails"`
+		} `json:"aggregations"`
+	}
+	esRequest(t, http.MethodPost, base+"/"+prefix+"audit-*/_search", `{"size":0,"query":{"term":{"organization.id":"191796"}},"aggs":{"emails":{"terms":{"field":"user.email"}}}}`, &res)
+	require.Len(t, res.Aggregations.Emails.Buckets, 1)
+	assert.Equal(t, 2, res.Aggregations.Emails.Buckets[0].DocCount, "a version 3 and a version 4 document")
+}
+
+func esRequest(t *testing.T, method, url, body string, out any) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	require.Less(t, res.StatusCode, 300, string(b))
+	if out != nil {
+		require.NoError(t, json.Unmarshal(b, out))
+	}
 }

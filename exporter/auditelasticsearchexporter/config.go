@@ -99,7 +99,7 @@ func createDefaultConfig() *Config {
 		Catalog:          audit.DefaultCatalogConfig(),
 		Template:         TemplateConfig{Install: true, Shards: 1, Replicas: 1, RefreshInterval: "1s", Codec: "best_compression"},
 		MaxDocumentBytes: 1 << 20,
-		Flush:            FlushConfig{Bytes: 5 << 20},
+		Flush:            FlushConfig{Bytes: 10 << 20},
 		ItemRetry:        ItemRetryConfig{MaxAttempts: 5, InitialInterval: 100 * time.Millisecond, MaxInterval: 5 * time.Second},
 		QueueConfig:      configoptional.Some(qc),
 		BackOffConfig:    defaultBackOff(),

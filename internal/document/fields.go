@@ -44,6 +44,11 @@ const (
 	// sourceOnly is a value kept in _source and read back, never searched, sorted or aggregated:
 	// neither terms nor doc values are built for it.
 	sourceOnly = `{"type":"keyword","index":false,"doc_values":false}`
+	// The dvOnly mappings build doc values and no index: the field sorts and aggregates as before,
+	// and a query on it reads the doc values, after the team filter has cut the documents to one
+	// team's. For fields that are read more than searched: it saves the node an index per field.
+	keywordDVOnly   = `{"type":"keyword","ignore_above":1024,"index":false}`
+	dateNanosDVOnly = `{"type":"date_nanos","index":false}`
 )
 
 // alias is the mapping of a field alias: the name queries a field the document holds already, at
@@ -87,13 +92,13 @@ var eventFields = []Field{
 	{EventID, keyword},
 	{"event.action", alias(Action)},
 	{EventHash, sourceOnly},
-	{EventIngested, dateNanos},
+	{EventIngested, dateNanosDVOnly},
 	{"organization.id", alias(TeamID)},
-	{"source.ip", `{"type":"ip"}`},
+	{"source.ip", `{"type":"ip","index":false}`},
 	{"user.id", alias(ActorID)},
-	{"user.email", keyword},
-	{"service.name", keyword},
-	{"audit.action_known", `{"type":"boolean"}`},
+	{"user.email", keywordDVOnly},
+	{"service.name", keywordDVOnly},
+	{"audit.action_known", `{"type":"boolean","index":false}`},
 	{"audit.warnings", keyword},
 }
 

@@ -3,6 +3,7 @@ package query_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -93,4 +94,28 @@ func put(t *testing.T, c *Client, path, body string) {
 	require.NoError(t, err)
 	res.Body.Close()
 	require.Less(t, res.StatusCode, 300, res.Status)
+}
+
+// TestAReadWithSinceSkipsOlderPartitions: a read with a time range opens no partition its range
+// cannot touch. Last month's partition is made unreadable: a read of this month does not notice,
+// a read of the whole log does.
+func TestAReadWithSinceSkipsOlderPartitions(t *testing.T) {
+	c := testClient(t)
+	now := time.Now().UTC()
+	month := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
+	load(t, c, []audit.Event{
+		{Time: month.Add(-time.Hour), Action: audit.ActionJobCreated, TeamID: "7", Actor: auditlog.System()},
+		{Time: now.Add(-time.Minute), Action: audit.ActionJobCreated, TeamID: "7", Actor: auditlog.System()},
+	})
+	old := c.Layout().Index("7", month.Add(-time.Hour))
+	put(t, c, "/"+old+"/_settings", `{"index.blocks.read":true}`)
+	t.Cleanup(func() { put(t, c, "/"+old+"/_settings", `{"index.blocks.read":false}`) })
+
+	_, n := exportString(t, c, Filter{Team: "7", Since: month}, NDJSON)
+	assert.EqualValues(t, 1, n)
+	n, err := c.Count(context.Background(), Filter{Team: "7", Since: month, Until: now.Add(time.Minute)})
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, n)
+	_, err = c.Export(context.Background(), Filter{Team: "7"}, NDJSON, io.Discard, nil)
+	assert.ErrorContains(t, err, "block", "without a range, last month's partition is read")
 }

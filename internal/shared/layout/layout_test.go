@@ -1,6 +1,7 @@
 package layout
 
 import (
+	"path"
 	"strings"
 	"testing"
 	"time"
@@ -184,6 +185,52 @@ func TestDocIDIsTeamScopedAndBounded(t *testing.T) {
 	long := DocID("191796", strings.Repeat("é", 256))
 	assert.LessOrEqual(t, len(long), audit.MaxIDBytes)
 	assert.True(t, strings.HasPrefix(long, "191796:sha256-"))
+}
+
+func TestDocIDCarriesTheEventID(t *testing.T) {
+	assert.True(t, DocIDCarries("191796", "evt-1"))
+	assert.Equal(t, "evt-1", EventIDOf(DocID("191796", "evt-1")))
+	assert.Equal(t, "a:b", EventIDOf(DocID("7", "a:b")), "the team holds no colon; the id may")
+	long := strings.Repeat("é", 256)
+	assert.False(t, DocIDCarries("191796", long))
+	assert.NotEqual(t, long, EventIDOf(DocID("191796", long)), "the document keeps such an id")
+}
+
+// TestReadIndicesForPrunesByPeriod: a read with a time range names the partitions of the months and
+// years it touches, of both tiers and every class, and the team's index of the previous layout; an
+// open start, or a range too long for a URL, reads every index.
+func TestReadIndicesForPrunesByPeriod(t *testing.T) {
+	l := testLayout(t)
+	now := date("2026-12-04T10:00:00Z")
+	got := l.ReadIndicesFor("191796", date("2026-11-20T00:00:00Z"), date("2026-12-01T00:00:00Z"), now)
+	assert.Equal(t, []string{
+		"audit-shared.*.2026", "audit-dedicated.191796.*.2026",
+		"audit-shared.*.2026-11", "audit-shared.*.2026-11-*", "audit-dedicated.191796.*.2026-11", "audit-dedicated.191796.*.2026-11-*",
+		"audit-191796", "-audit-quarantine",
+	}, got, "until is exclusive: December is not read")
+	got = l.ReadIndicesFor("191796", date("2026-12-01T00:00:00Z"), time.Time{}, now)
+	assert.Contains(t, got, "audit-shared.*.2026-12")
+	assert.Contains(t, got, "audit-shared.*.2026-12-*")
+	assert.NotContains(t, got, "audit-shared.*.2026-11")
+	got = l.ReadIndicesFor("191796", date("2026-12-31T12:00:00Z"), time.Time{}, date("2026-12-31T12:00:00Z"))
+	assert.Contains(t, got, "audit-shared.*.2027-01", "up to now and the future skew")
+
+	read := func(index string) bool {
+		for _, p := range l.ReadIndicesFor("191796", date("2026-11-20T00:00:00Z"), date("2026-12-01T00:00:00Z"), now) {
+			if ok, _ := path.Match(p, index); ok {
+				return true
+			}
+		}
+		return false
+	}
+	for _, index := range []string{"audit-shared.standard.2026-11", "audit-shared.legal.2026", "audit-shared.brief.2026-11-30", "audit-dedicated.191796.legal.2026-11", "audit-191796"} {
+		assert.True(t, read(index), index)
+	}
+	for _, index := range []string{"audit-shared.standard.2026-12", "audit-shared.standard.2026-10", "audit-shared.brief.2026-12-01", "audit-dedicated.7.legal.2026-11", "audit-quarantine"} {
+		assert.False(t, read(index), index)
+	}
+	assert.Equal(t, l.ReadIndices(), l.ReadIndicesFor("191796", time.Time{}, now, now))
+	assert.Equal(t, l.ReadIndices(), l.ReadIndicesFor("191796", now.AddDate(-10, 0, 0), now, now), "ten years of months")
 }
 
 func FuzzParse(f *testing.F) {
