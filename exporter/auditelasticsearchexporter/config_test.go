@@ -43,7 +43,7 @@ func TestLoadConfig(t *testing.T) {
 	require.NoError(t, confmap.Validate(full))
 	assert.Equal(t, []string{"https://es-1:9200", "https://es-2:9200"}, full.endpoints())
 	assert.Equal(t, "c2VjcmV0", string(full.APIKey))
-	assert.Equal(t, TemplateConfig{Install: false, Shards: 3, Replicas: 2, RefreshInterval: "5s", Codec: "default", ILMPolicy: "audit-365d"}, full.Template)
+	assert.Equal(t, TemplateConfig{Install: false, Shards: 3, Replicas: 2, RefreshInterval: "5s", Codec: "best_compression", ILMPolicy: "audit-365d"}, full.Template)
 	assert.Equal(t, ItemRetryConfig{MaxAttempts: 3, InitialInterval: 50 * time.Millisecond, MaxInterval: time.Second}, full.ItemRetry)
 	require.NotNil(t, full.QueueConfig.Get().StorageID)
 	assert.Equal(t, "file_storage", full.QueueConfig.Get().StorageID.String())
