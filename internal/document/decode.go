@@ -69,54 +69,98 @@ func Decode(h Hit) (Stored, error) {
 // derived from the document and from catalog (event.kind, event.outcome, event.category, user.id,
 // user.name, related.ip, related.user, audit.action_description).
 func Expand(h Hit, catalog *audit.Catalog) ([]byte, error) {
-	var probe struct {
-		Event struct {
-			ID     *string `json:"id"`
-			Action *string `json:"action"`
-		} `json:"event"`
-	}
-	if err := json.Unmarshal(h.Source, &probe); err != nil {
+	// One pass over the top level finds the members; only the few a derived field needs are
+	// decoded, and every member is copied as written (metadata's numbers too).
+	src := h.Source
+	top, err := members(src)
+	if err != nil {
 		return nil, fmt.Errorf("stored document: %w", err)
 	}
-	if probe.Event.ID != nil && probe.Event.Action != nil {
-		return h.Source, nil
+	raw := func(key string) []byte {
+		for _, m := range top {
+			if m.key == key {
+				return src[m.start:m.end]
+			}
+		}
+		return nil
 	}
-	d, err := Decode(h)
+	event, err := objectMembers(raw("event"))
 	if err != nil {
 		return nil, err
 	}
-	var doc map[string]any
-	dec := json.NewDecoder(bytes.NewReader(h.Source))
-	dec.UseNumber() // numbers in metadata as stored
-	if err := dec.Decode(&doc); err != nil {
-		return nil, fmt.Errorf("stored document: %w", err)
+	if event.has("id") && event.has("action") { // written by version 3 or earlier
+		return src, nil
 	}
-	obj := func(k string) map[string]any {
-		m, ok := doc[k].(map[string]any)
-		if !ok {
-			m = map[string]any{}
-			doc[k] = m
+	var d Stored
+	for _, f := range []struct {
+		key string
+		to  any
+	}{{Action, &d.Action}, {TeamID, &d.TeamID}, {"actor", &d.Actor}, {"targets", &d.Targets}, {"access_route", &d.AccessRoute}, {"remote_addr", &d.RemoteAddr}} {
+		if v := raw(f.key); v != nil {
+			if err := json.Unmarshal(v, f.to); err != nil {
+				return nil, fmt.Errorf("stored document: %s: %w", f.key, err)
+			}
 		}
-		return m
+	}
+	id := layout.EventIDOf(h.ID)
+	if v := event.raw("id"); v != nil {
+		_ = json.Unmarshal(v, &id) // a document that kept its id: the _id holds its hash
 	}
 	var info audit.ActionInfo
 	if catalog != nil {
 		info, _ = catalog.Lookup(d.Action)
 	}
-	event := obj("event")
-	event["id"], event["action"], event["kind"], event["outcome"] = d.Event.ID, d.Action, "event", Outcome(d.Action)
-	if info.Category != "" {
-		event["category"] = info.Category
-	}
-	obj("organization")["id"] = d.TeamID
 	actor := d.ActorFields()
+
+	out := make([]byte, 0, len(src)+256)
+	out = append(out, '{')
+	sep := func() {
+		if len(out) > 1 {
+			out = append(out, ',')
+		}
+	}
+	hadUser := false
+	for _, m := range top {
+		sep()
+		out = append(out, src[m.keyStart:m.start]...) // "key":
+		v := src[m.start:m.end]
+		switch m.key {
+		case "event":
+			out = appendMembers(out, v, func(b []byte) []byte {
+				if !event.has("id") {
+					b = appendMember(b, "id", id)
+				}
+				b = appendMember(b, "action", d.Action)
+				b = appendMember(b, "kind", "event")
+				if info.Category != "" {
+					b = appendMember(b, "category", info.Category)
+				}
+				return appendMember(b, "outcome", Outcome(d.Action))
+			})
+		case "user":
+			hadUser = true
+			out = appendMembers(out, v, func(b []byte) []byte { return appendUser(b, actor) })
+		case "audit":
+			out = appendMembers(out, v, func(b []byte) []byte {
+				if info.Description != "" {
+					b = appendMember(b, "action_description", info.Description)
+				}
+				return b
+			})
+		default:
+			out = append(out, v...)
+		}
+	}
+	if !hadUser && actor.Type == string(audit.ActorUser) && actor.ID != "" {
+		sep()
+		out = appendMembers(append(out, `"user":`...), []byte("{}"), func(b []byte) []byte { return appendUser(b, actor) })
+	}
+	sep()
+	out = append(out, `"organization":{"id":`...)
+	out = append(pjson.AppendString(out, d.TeamID), '}')
+
 	relatedUsers := []string{}
 	if actor.Type == string(audit.ActorUser) && actor.ID != "" {
-		user := obj("user")
-		user["id"] = actor.ID
-		if actor.Name != "" {
-			user["name"] = actor.Name
-		}
 		relatedUsers = append(relatedUsers, actor.ID)
 	}
 	var targets []struct {
@@ -136,17 +180,180 @@ func Expand(h Hit, catalog *audit.Catalog) ([]byte, error) {
 	if d.RemoteAddr != nil {
 		relatedIPs = appendIP(relatedIPs, *d.RemoteAddr)
 	}
-	doc["related"] = map[string]any{"ip": relatedIPs, "user": relatedUsers}
-	if info.Description != "" {
-		obj("audit")["action_description"] = info.Description
+	out = append(out, `,"related":{"ip":`...)
+	out = appendStrings(out, relatedIPs)
+	out = append(out, `,"user":`...)
+	out = appendStrings(out, relatedUsers)
+	return append(out, `}}`...), nil
+}
+
+// appendUser adds a user actor's id and name to the user object (the email is stored).
+func appendUser(b []byte, actor Actor) []byte {
+	if actor.Type != string(audit.ActorUser) || actor.ID == "" {
+		return b
 	}
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(doc); err != nil {
-		return nil, err
+	b = appendMember(b, "id", actor.ID)
+	if actor.Name != "" {
+		b = appendMember(b, "name", actor.Name)
 	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+	return b
+}
+
+// appendMembers appends the object obj with the members add appends after its own.
+func appendMembers(b, obj []byte, add func([]byte) []byte) []byte {
+	obj = bytes.TrimRight(obj, " \t\r\n")
+	if len(obj) < 2 || obj[0] != '{' || obj[len(obj)-1] != '}' {
+		return append(b, obj...) // not an object: left as it is
+	}
+	inner := bytes.TrimSpace(obj[1 : len(obj)-1])
+	b = append(append(b, '{'), inner...)
+	mark := len(b)
+	b = add(b)
+	if len(inner) == 0 && len(b) > mark { // the first member written carries a comma of its own
+		b = append(b[:mark], b[mark+1:]...)
+	}
+	return append(b, '}')
+}
+
+// appendMember appends ,"key":"value".
+func appendMember(b []byte, key, value string) []byte {
+	b = append(b, ',')
+	b = pjson.AppendString(b, key)
+	b = append(b, ':')
+	return pjson.AppendString(b, value)
+}
+
+// member is one member of a JSON object: its key, where its "key": starts, and its value's span.
+type member struct {
+	key                  string
+	keyStart, start, end int
+}
+
+type memberList []member
+
+func (ms memberList) has(key string) bool { return ms.index(key) >= 0 }
+
+func (ms memberList) index(key string) int {
+	for i, m := range ms {
+		if m.key == key {
+			return i
+		}
+	}
+	return -1
+}
+
+// objectMembers lists an object's members (none for an absent or null value), values as spans of a
+// copy kept in the list.
+func objectMembers(obj []byte) (objectList, error) {
+	if len(bytes.TrimSpace(obj)) == 0 || string(bytes.TrimSpace(obj)) == "null" {
+		return objectList{}, nil
+	}
+	ms, err := members(obj)
+	if err != nil {
+		return objectList{}, fmt.Errorf("stored document: %w", err)
+	}
+	return objectList{src: obj, ms: ms}, nil
+}
+
+// objectList is an object's members with the bytes they point into.
+type objectList struct {
+	src []byte
+	ms  memberList
+}
+
+func (o objectList) has(key string) bool { return o.ms.has(key) }
+
+func (o objectList) raw(key string) []byte {
+	if i := o.ms.index(key); i >= 0 {
+		return o.src[o.ms[i].start:o.ms[i].end]
+	}
+	return nil
+}
+
+// members scans a JSON object's top level: each member's key and the span of its value. The values
+// are checked for balance only; json.Valid checks the whole first.
+func members(b []byte) (memberList, error) {
+	if !json.Valid(b) {
+		return nil, errors.New("not valid JSON")
+	}
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return nil, errors.New("not a JSON object")
+	}
+	var out memberList
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return out, nil
+	}
+	for i < len(b) {
+		keyStart := i
+		end := skipValue(b, i)
+		if b[i] != '"' {
+			return nil, errors.New("a member without a key")
+		}
+		key := string(b[i+1 : end-1])
+		if bytes.IndexByte(b[i:end], '\\') >= 0 { // escaped: decode it
+			if err := json.Unmarshal(b[i:end], &key); err != nil {
+				return nil, err
+			}
+		}
+		i = skipSpace(b, end)
+		if i >= len(b) || b[i] != ':' {
+			return nil, errors.New("a member without a colon")
+		}
+		i = skipSpace(b, i+1)
+		start := i
+		i = skipValue(b, i)
+		out = append(out, member{key: key, keyStart: keyStart, start: start, end: i})
+		i = skipSpace(b, i)
+		if i < len(b) && b[i] == ',' {
+			i = skipSpace(b, i+1)
+			continue
+		}
+		return out, nil
+	}
+	return nil, errors.New("an unterminated object")
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
+		i++
+	}
+	return i
+}
+
+// skipValue returns the end of the valid JSON value starting at i.
+func skipValue(b []byte, i int) int {
+	depth := 0
+	for i < len(b) {
+		switch c := b[i]; c {
+		case '"':
+			for i++; i < len(b) && b[i] != '"'; i++ {
+				if b[i] == '\\' {
+					i++
+				}
+			}
+			i++
+		case '{', '[':
+			depth++
+			i++
+		case '}', ']':
+			depth--
+			i++
+		default:
+			if depth == 0 {
+				for i < len(b) && !strings.ContainsRune(",}] \t\r\n", rune(b[i])) {
+					i++
+				}
+				return i
+			}
+			i++
+		}
+		if depth == 0 {
+			return i
+		}
+	}
+	return i
 }
 
 // appendIP adds s to ips if it is an IP address not listed yet.

@@ -8,6 +8,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/pdata/plog"
+
+	"github.com/auditpipe/auditpipe/audit"
 )
 
 // TestRebuild: a quarantine document gives back its record, whole (template version 2) or from what a
@@ -51,4 +53,41 @@ func TestRebuild(t *testing.T) {
 	var q Quarantined
 	require.NoError(t, json.Unmarshal([]byte(`{"record":{"body":"\"x\"","attributes":"{}","truncated":true}}`), &q))
 	assert.ErrorContains(t, q.Rebuild(plog.NewLogs()), "too large")
+}
+
+// FuzzExpand reads arbitrary documents as a whole-document reader does: no panic; an expanded
+// document is valid JSON holding every member of the stored one, and the event id.
+func FuzzExpand(f *testing.F) {
+	f.Add([]byte(`{"@timestamp":"2025-08-01T21:00:00Z","action":"job_created","team_id":"7","actor":{"type":"user","id":"1","metadata":{"name":"A"}},"targets":[{"type":"user","id":"2"}],"access_route":["::1"],"remote_addr":"::1","event":{"hash":"h","ingested":"2025-08-01T21:00:01Z"},"user":{"email":"a@b"},"audit":{"action_known":true}}`))
+	f.Add([]byte(`{"action":"x_failed","event":{}}`))
+	f.Add([]byte(`{"event":{"id":"a","action":"b"}}`))
+	f.Add([]byte(`{"a\"b":1, "event" : null ,"user":[1],"audit":"x"}`))
+	f.Add([]byte(`{"targets":"x","actor":7,"access_route":{"a":1}}`))
+	f.Add([]byte(`[1,2]`))
+	catalog := audit.DefaultCatalog()
+	f.Fuzz(func(t *testing.T, src []byte) {
+		out, err := Expand(Hit{ID: "7:ev", Source: src}, catalog)
+		if err != nil {
+			return
+		}
+		var in, got map[string]json.RawMessage
+		if json.Unmarshal(src, &in) != nil {
+			t.Fatalf("expanded a document that is no object: %q", src)
+		}
+		if err := json.Unmarshal(out, &got); err != nil {
+			t.Fatalf("expanded %q to invalid JSON %q: %v", src, out, err)
+		}
+		for k := range in {
+			if _, ok := got[k]; !ok {
+				t.Fatalf("member %q of %q lost in %q", k, src, out)
+			}
+		}
+		// An event object that had no id gains the one the _id carries.
+		var inEvent, gotEvent map[string]json.RawMessage
+		if json.Unmarshal(in["event"], &inEvent) == nil && inEvent != nil && inEvent["id"] == nil {
+			if json.Unmarshal(got["event"], &gotEvent) != nil || string(gotEvent["id"]) != `"ev"` {
+				t.Fatalf("no event id from the _id in %q", out)
+			}
+		}
+	})
 }

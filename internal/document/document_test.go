@@ -249,3 +249,26 @@ func TestExpandGivesTheVersion3Document(t *testing.T) {
 	_, err = Expand(Hit{ID: "1:x", Source: []byte("not json")}, nil)
 	assert.Error(t, err)
 }
+
+// BenchmarkExpand: what the ndjson export and tail spend per version 4 document.
+func BenchmarkExpand(b *testing.B) {
+	doc := AppendEvent(nil, fullInput())
+	catalog := audit.DefaultCatalog()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Expand(Hit{ID: "191796:ev-1", Source: doc}, catalog); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkToAPI: what the API and the events export spend per document, for scale.
+func BenchmarkToAPI(b *testing.B) {
+	doc := AppendEvent(nil, fullInput())
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ToAPI(Hit{ID: "191796:ev-1", Source: doc}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

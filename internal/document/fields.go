@@ -23,7 +23,7 @@ import (
 //     values are field aliases (event.action, organization.id, user.id) or derived when read
 //     (Expand: event.kind, event.outcome, event.category, user.name, related.*,
 //     audit.action_description); event.hash is kept in _source only; event.id is written only when
-//     the _id cannot carry it; partitions are stored with the best_compression codec.
+//     the _id cannot carry it; fields read more than searched keep doc values only.
 //
 // A template applies to the indices created after it, so a new mapping applies from the next
 // partition. Added fields reach the existing partitions too (the exporter puts them); a changed field
