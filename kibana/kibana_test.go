@@ -77,6 +77,27 @@ func mappedFields(t *testing.T) (fields map[string]bool, flattened []string) {
 
 var kqlField = regexp.MustCompile(`([a-z_@.]+)\s*:`)
 
+// aggregatedFields lists the fields a visualization's aggregations name.
+func aggregatedFields(t *testing.T, o savedObject) []string {
+	vs, ok := o.Attributes["visState"].(string)
+	if !ok {
+		return nil
+	}
+	var v struct {
+		Aggs []struct {
+			Params map[string]any `json:"params"`
+		} `json:"aggs"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(vs), &v))
+	var out []string
+	for _, a := range v.Aggs {
+		if f, ok := a.Params["field"].(string); ok {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
 // referencedFields lists every field a saved object names: columns, sort, aggregation fields and the
 // fields of KQL queries.
 func referencedFields(t *testing.T, o savedObject) []string {
@@ -94,19 +115,7 @@ func referencedFields(t *testing.T, o savedObject) []string {
 	if o.Attributes["timeFieldName"] != nil {
 		out = append(out, o.Attributes["timeFieldName"].(string))
 	}
-	if vs, ok := o.Attributes["visState"].(string); ok {
-		var v struct {
-			Aggs []struct {
-				Params map[string]any `json:"params"`
-			} `json:"aggs"`
-		}
-		require.NoError(t, json.Unmarshal([]byte(vs), &v))
-		for _, a := range v.Aggs {
-			if f, ok := a.Params["field"].(string); ok {
-				out = append(out, f)
-			}
-		}
-	}
+	out = append(out, aggregatedFields(t, o)...)
 	if meta, ok := o.Attributes["kibanaSavedObjectMeta"].(map[string]any); ok {
 		var ss struct {
 			Query struct {
@@ -266,18 +275,8 @@ func TestSavedObjectsFieldsResolveAcrossTemplateVersions(t *testing.T) {
 			continue
 		}
 		fields = append(fields, referencedFields(t, o)...)
-		if vs, ok := o.Attributes["visState"].(string); ok {
-			var v struct {
-				Aggs []struct {
-					Params map[string]any `json:"params"`
-				} `json:"aggs"`
-			}
-			require.NoError(t, json.Unmarshal([]byte(vs), &v))
-			for _, a := range v.Aggs {
-				if f, ok := a.Params["field"].(string); ok {
-					aggregated[f] = true
-				}
-			}
+		for _, f := range aggregatedFields(t, o) {
+			aggregated[f] = true
 		}
 	}
 	require.NotEmpty(t, aggregated)
