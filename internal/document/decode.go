@@ -121,6 +121,9 @@ func Expand(h Hit, catalog *audit.Catalog) ([]byte, error) {
 	}
 	hadUser := false
 	for _, m := range top {
+		if m.key == "organization" || m.key == "related" {
+			continue // derived below; no version 4 document holds them
+		}
 		sep()
 		out = append(out, src[m.keyStart:m.start]...) // "key":
 		v := src[m.start:m.end]
