@@ -72,19 +72,11 @@ func Expand(h Hit, catalog *audit.Catalog) ([]byte, error) {
 	// One pass over the top level finds the members; only the few a derived field needs are
 	// decoded, and every member is copied as written (metadata's numbers too).
 	src := h.Source
-	top, err := members(src)
+	top, err := parseObject(src)
 	if err != nil {
-		return nil, fmt.Errorf("stored document: %w", err)
+		return nil, err
 	}
-	raw := func(key string) []byte {
-		for _, m := range top {
-			if m.key == key {
-				return src[m.start:m.end]
-			}
-		}
-		return nil
-	}
-	event, err := objectMembers(raw("event"))
+	event, err := optionalObject(top.raw("event"))
 	if err != nil {
 		return nil, err
 	}
@@ -96,21 +88,18 @@ func Expand(h Hit, catalog *audit.Catalog) ([]byte, error) {
 		key string
 		to  any
 	}{{Action, &d.Action}, {TeamID, &d.TeamID}, {"actor", &d.Actor}, {"targets", &d.Targets}, {"access_route", &d.AccessRoute}, {"remote_addr", &d.RemoteAddr}} {
-		if v := raw(f.key); v != nil {
+		if v := top.raw(f.key); v != nil {
 			if err := json.Unmarshal(v, f.to); err != nil {
 				return nil, fmt.Errorf("stored document: %s: %w", f.key, err)
 			}
 		}
-	}
-	id := layout.EventIDOf(h.ID)
-	if v := event.raw("id"); v != nil {
-		_ = json.Unmarshal(v, &id) // a document that kept its id: the _id holds its hash
 	}
 	var info audit.ActionInfo
 	if catalog != nil {
 		info, _ = catalog.Lookup(d.Action)
 	}
 	actor := d.ActorFields()
+	isUser := actor.Type == string(audit.ActorUser) && actor.ID != ""
 
 	out := make([]byte, 0, len(src)+256)
 	out = append(out, '{')
@@ -120,7 +109,7 @@ func Expand(h Hit, catalog *audit.Catalog) ([]byte, error) {
 		}
 	}
 	hadUser := false
-	for _, m := range top {
+	for _, m := range top.ms {
 		if m.key == "organization" || m.key == "related" {
 			continue // derived below; no version 4 document holds them
 		}
@@ -130,19 +119,19 @@ func Expand(h Hit, catalog *audit.Catalog) ([]byte, error) {
 		switch m.key {
 		case "event":
 			out = appendMembers(out, v, func(b []byte) []byte {
-				if !event.has("id") {
-					b = appendMember(b, "id", id)
+				if !event.has("id") { // else the _id holds the id's hash
+					b = appendMember(b, "id", layout.EventIDOf(h.ID))
 				}
 				b = appendMember(b, "action", d.Action)
 				b = appendMember(b, "kind", "event")
 				if info.Category != "" {
 					b = appendMember(b, "category", info.Category)
 				}
-				return appendMember(b, "outcome", Outcome(d.Action))
+				return appendMember(b, "outcome", outcome(d.Action))
 			})
 		case "user":
 			hadUser = true
-			out = appendMembers(out, v, func(b []byte) []byte { return appendUser(b, actor) })
+			out = appendMembers(out, v, func(b []byte) []byte { return appendUser(b, actor, isUser) })
 		case "audit":
 			out = appendMembers(out, v, func(b []byte) []byte {
 				if info.Description != "" {
@@ -154,16 +143,16 @@ func Expand(h Hit, catalog *audit.Catalog) ([]byte, error) {
 			out = append(out, v...)
 		}
 	}
-	if !hadUser && actor.Type == string(audit.ActorUser) && actor.ID != "" {
+	if !hadUser && isUser {
 		sep()
-		out = appendMembers(append(out, `"user":`...), []byte("{}"), func(b []byte) []byte { return appendUser(b, actor) })
+		out = appendMembers(append(out, `"user":`...), []byte("{}"), func(b []byte) []byte { return appendUser(b, actor, isUser) })
 	}
 	sep()
 	out = append(out, `"organization":{"id":`...)
 	out = append(pjson.AppendString(out, d.TeamID), '}')
 
 	relatedUsers := []string{}
-	if actor.Type == string(audit.ActorUser) && actor.ID != "" {
+	if isUser {
 		relatedUsers = append(relatedUsers, actor.ID)
 	}
 	var targets []struct {
@@ -191,8 +180,8 @@ func Expand(h Hit, catalog *audit.Catalog) ([]byte, error) {
 }
 
 // appendUser adds a user actor's id and name to the user object (the email is stored).
-func appendUser(b []byte, actor Actor) []byte {
-	if actor.Type != string(audit.ActorUser) || actor.ID == "" {
+func appendUser(b []byte, actor Actor, isUser bool) []byte {
+	if !isUser {
 		return b
 	}
 	b = appendMember(b, "id", actor.ID)
@@ -232,12 +221,14 @@ type member struct {
 	keyStart, start, end int
 }
 
-type memberList []member
+// object is a JSON object's members, with the bytes they point into.
+type object struct {
+	src []byte
+	ms  []member
+}
 
-func (ms memberList) has(key string) bool { return ms.index(key) >= 0 }
-
-func (ms memberList) index(key string) int {
-	for i, m := range ms {
+func (o object) index(key string) int {
+	for i, m := range o.ms {
 		if m.key == key {
 			return i
 		}
@@ -245,37 +236,36 @@ func (ms memberList) index(key string) int {
 	return -1
 }
 
-// objectMembers lists an object's members (none for an absent or null value), values as spans of a
-// copy kept in the list.
-func objectMembers(obj []byte) (objectList, error) {
-	if len(bytes.TrimSpace(obj)) == 0 || string(bytes.TrimSpace(obj)) == "null" {
-		return objectList{}, nil
-	}
-	ms, err := members(obj)
-	if err != nil {
-		return objectList{}, fmt.Errorf("stored document: %w", err)
-	}
-	return objectList{src: obj, ms: ms}, nil
-}
+func (o object) has(key string) bool { return o.index(key) >= 0 }
 
-// objectList is an object's members with the bytes they point into.
-type objectList struct {
-	src []byte
-	ms  memberList
-}
-
-func (o objectList) has(key string) bool { return o.ms.has(key) }
-
-func (o objectList) raw(key string) []byte {
-	if i := o.ms.index(key); i >= 0 {
+// raw is a member's value as written (nil for none).
+func (o object) raw(key string) []byte {
+	if i := o.index(key); i >= 0 {
 		return o.src[o.ms[i].start:o.ms[i].end]
 	}
 	return nil
 }
 
+// parseObject reads a JSON object's members.
+func parseObject(b []byte) (object, error) {
+	ms, err := members(b)
+	if err != nil {
+		return object{}, fmt.Errorf("stored document: %w", err)
+	}
+	return object{src: b, ms: ms}, nil
+}
+
+// optionalObject is parseObject, with no members for an absent or null value.
+func optionalObject(b []byte) (object, error) {
+	if t := bytes.TrimSpace(b); len(t) == 0 || string(t) == "null" {
+		return object{}, nil
+	}
+	return parseObject(b)
+}
+
 // members scans a JSON object's top level: each member's key and the span of its value. The values
 // are checked for balance only; json.Valid checks the whole first.
-func members(b []byte) (memberList, error) {
+func members(b []byte) ([]member, error) {
 	if !json.Valid(b) {
 		return nil, errors.New("not valid JSON")
 	}
@@ -283,7 +273,7 @@ func members(b []byte) (memberList, error) {
 	if i >= len(b) || b[i] != '{' {
 		return nil, errors.New("not a JSON object")
 	}
-	var out memberList
+	var out []member
 	i = skipSpace(b, i+1)
 	if i < len(b) && b[i] == '}' {
 		return out, nil
@@ -372,8 +362,8 @@ func appendIP(ips []string, s string) []string {
 	return append(ips, s)
 }
 
-// Outcome is an action's ECS event.outcome: a failure for the catalog's "_failed" actions.
-func Outcome(action string) string {
+// outcome is an action's ECS event.outcome: a failure for the catalog's "_failed" actions.
+func outcome(action string) string {
 	if strings.HasSuffix(action, "_failed") {
 		return "failure"
 	}

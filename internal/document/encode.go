@@ -23,7 +23,7 @@ type Input struct {
 	TeamID      string
 	Action      string
 	ActorType   string
-	Known       bool // the action is in the operator's catalog (category and description are read from it, Expand)
+	Known       bool // the action is in the operator's catalog
 	Warnings    pcommon.Slice
 	HasWarnings bool
 	Service     string    // the resource's service.name

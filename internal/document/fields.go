@@ -74,7 +74,7 @@ const (
 // eventFields is the field list of an event document, in the order AppendEvent writes them: the
 // specification's fields first, then ECS (docs/document.md says what each is for). Metadata of any
 // shape lives in flattened fields, which cannot conflict. Aliases are not written: they name a field
-// above. event.id is written only when the _id does not carry it (EventIDFromDocID).
+// above. event.id is written only when the _id does not carry it (layout.DocIDCarries).
 var eventFields = []Field{
 	{Timestamp, dateNanos},
 	{Action, keyword},

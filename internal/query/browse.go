@@ -73,12 +73,7 @@ func (c *Client) Teams(ctx context.Context) ([]Team, error) {
 // CheckTeam makes sure the cluster answers and the team has events, before anything is written
 // about it.
 func (c *Client) CheckTeam(ctx context.Context, team string) error {
-	f := Filter{Team: team}
-	q, err := f.query()
-	if err != nil {
-		return err
-	}
-	n, err := c.count(ctx, f, q)
+	n, err := c.Count(ctx, Filter{Team: team})
 	if err != nil {
 		return err
 	}

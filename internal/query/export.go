@@ -46,12 +46,11 @@ func (c *Client) Export(ctx context.Context, f Filter, format Format, w io.Write
 	if err := format.Check(); err != nil {
 		return 0, err
 	}
-	q, err := f.query()
-	if err != nil {
+	if _, err := f.query(); err != nil { // a bad filter fails before the first byte is written
 		return 0, err
 	}
 	if progress != nil {
-		cnt, err := c.count(ctx, f, q)
+		cnt, err := c.Count(ctx, f)
 		if err != nil {
 			return 0, err
 		}

@@ -146,26 +146,21 @@ func (c *Client) closePIT(id string) {
 	_ = c.do(ctx, esapi.ClosePointInTimeRequest{Body: bytes.NewReader(body)}, nil)
 }
 
-// Count counts the filter's events.
-func (c *Client) Count(ctx context.Context, f Filter) (int64, error) {
-	q, err := f.query()
-	if err != nil {
-		return 0, err
-	}
-	return c.count(ctx, f, q)
-}
-
 // indices are the indices that may hold the filter's events: its team's, in its time range.
 func (c *Client) indices(f Filter) []string {
 	return c.layout.ReadIndicesFor(f.Team, f.Since, f.Until, time.Now())
 }
 
-// count counts the events the filter's query q matches.
-func (c *Client) count(ctx context.Context, f Filter, q map[string]any) (int64, error) {
+// Count counts the filter's events, in the indices that may hold them.
+func (c *Client) Count(ctx context.Context, f Filter) (int64, error) {
+	q, err := f.query()
+	if err != nil {
+		return 0, err
+	}
 	var cnt struct{ Count int64 }
 	body, _ := json.Marshal(map[string]any{"query": q})
 	yes := true
-	err := c.do(ctx, esapi.CountRequest{Index: c.indices(f), Body: bytes.NewReader(body), IgnoreUnavailable: &yes, AllowNoIndices: &yes}, &cnt)
+	err = c.do(ctx, esapi.CountRequest{Index: c.indices(f), Body: bytes.NewReader(body), IgnoreUnavailable: &yes, AllowNoIndices: &yes}, &cnt)
 	return cnt.Count, err
 }
 

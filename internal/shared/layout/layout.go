@@ -533,13 +533,13 @@ func (l *Layout) ReadIndicesFor(team string, since, until, now time.Time) []stri
 		size += len(s) + 1
 	}
 	shared, dedicated := l.prefix+Shared+".*.", l.prefix+Dedicated+"."+team+".*."
-	for y := since.Year(); y <= last.Year(); y++ {
-		label := strconv.Itoa(y)
+	for y := time.Date(since.Year(), 1, 1, 0, 0, 0, 0, time.UTC); !y.After(last); y = y.AddDate(1, 0, 0) {
+		label := string(appendLabel(nil, Year, y))
 		add(shared, label)
 		add(dedicated, label)
 	}
 	for m := time.Date(since.Year(), since.Month(), 1, 0, 0, 0, 0, time.UTC); !m.After(last); m = m.AddDate(0, 1, 0) {
-		label := m.Format("2006-01")
+		label := string(appendLabel(nil, Month, m))
 		add(shared, label)
 		add(shared, label, "-*") // the month's day partitions
 		add(dedicated, label)
