@@ -29,7 +29,7 @@ func rawReplay(esURL string, lay *layout.Layout, toPrefix string, esCPU func() t
 			esDo(http.MethodDelete, esURL+"/"+to, "", nil)
 		}
 	}()
-	// The copies get the source partitions' mappings and settings, as the template gave them.
+	// The copies get the source partitions' mappings, codec and index sort, as the template gave them.
 	for to, from := range indices {
 		var src map[string]struct {
 			Mappings json.RawMessage `json:"mappings"`
@@ -37,7 +37,17 @@ func rawReplay(esURL string, lay *layout.Layout, toPrefix string, esCPU func() t
 		if err := esDo(http.MethodGet, esURL+"/"+from+"/_mapping", "", &src); err != nil {
 			return 0, 0, 0, err
 		}
-		body := fmt.Sprintf(`{"settings":{"number_of_shards":1,"number_of_replicas":0,"refresh_interval":"1s"},"mappings":%s}`, src[from].Mappings)
+		var set map[string]struct {
+			Settings map[string]json.RawMessage `json:"settings"`
+		}
+		if err := esDo(http.MethodGet, esURL+"/"+from+"/_settings/index.codec,index.sort.*?flat_settings=true", "", &set); err != nil {
+			return 0, 0, 0, err
+		}
+		settings := `"number_of_shards":1,"number_of_replicas":0,"refresh_interval":"1s"`
+		for k, v := range set[from].Settings {
+			settings += fmt.Sprintf(`,%q:%s`, k, v)
+		}
+		body := fmt.Sprintf(`{"settings":{%s},"mappings":%s}`, settings, src[from].Mappings)
 		if err := esPut(esURL+"/"+to, body); err != nil {
 			return 0, 0, 0, err
 		}

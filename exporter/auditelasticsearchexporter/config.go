@@ -67,10 +67,14 @@ type TemplateConfig struct {
 	Shards          int    `mapstructure:"shards"`
 	Replicas        int    `mapstructure:"replicas"`
 	RefreshInterval string `mapstructure:"refresh_interval"`
-	// Codec is index.codec of new indices: default (LZ4) or best_compression (zstd in large blocks:
-	// about 30% less disk, but a page of one team's events, scattered over a shared partition, costs
-	// the node about six times the CPU to read back: BENCHMARKS.md).
+	// Codec is index.codec of new indices: best_compression (zstd in blocks of up to 2,048
+	// documents) or default (LZ4 in small blocks).
 	Codec string `mapstructure:"codec"`
+	// Sort lays new partitions out on disk by team, then newest first (document.EventIndexSort), as
+	// Elasticsearch's logsdb mode does by host. With best_compression the pair stores an event in
+	// under half the bytes of LZ4 unsorted, and a team's page still comes from a few blocks; sorting
+	// costs the node about an eighth more indexing CPU (BENCHMARKS.md).
+	Sort bool `mapstructure:"sort"`
 	// ILMPolicy, when set, names an existing ILM policy for the team indices (index.lifecycle.name).
 	ILMPolicy string `mapstructure:"ilm_policy"`
 }
@@ -98,7 +102,7 @@ func createDefaultConfig() *Config {
 		QuarantineIndex:  layout.DefaultQuarantine,
 		Layout:           layout.NewDefaultConfig(),
 		Catalog:          audit.DefaultCatalogConfig(),
-		Template:         TemplateConfig{Install: true, Shards: 1, Replicas: 1, RefreshInterval: "1s", Codec: "default"},
+		Template:         TemplateConfig{Install: true, Shards: 1, Replicas: 1, RefreshInterval: "1s", Codec: "best_compression", Sort: true},
 		MaxDocumentBytes: 1 << 20,
 		Flush:            FlushConfig{Bytes: 10 << 20},
 		ItemRetry:        ItemRetryConfig{MaxAttempts: 5, InitialInterval: 100 * time.Millisecond, MaxInterval: 5 * time.Second},

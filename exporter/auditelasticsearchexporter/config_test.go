@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/collector/confmap/confmaptest"
 
 	"github.com/auditpipe/auditpipe/exporter/auditelasticsearchexporter/internal/metadata"
+	"github.com/auditpipe/auditpipe/internal/document"
 	"github.com/auditpipe/auditpipe/internal/shared/layout"
 )
 
@@ -43,13 +44,14 @@ func TestLoadConfig(t *testing.T) {
 	require.NoError(t, confmap.Validate(full))
 	assert.Equal(t, []string{"https://es-1:9200", "https://es-2:9200"}, full.endpoints())
 	assert.Equal(t, "c2VjcmV0", string(full.APIKey))
-	assert.Equal(t, TemplateConfig{Install: false, Shards: 3, Replicas: 2, RefreshInterval: "5s", Codec: "best_compression", ILMPolicy: "audit-365d"}, full.Template)
+	assert.Equal(t, TemplateConfig{Install: false, Shards: 3, Replicas: 2, RefreshInterval: "5s", Codec: "default", Sort: false, ILMPolicy: "audit-365d"}, full.Template)
 	assert.Equal(t, ItemRetryConfig{MaxAttempts: 3, InitialInterval: 50 * time.Millisecond, MaxInterval: time.Second}, full.ItemRetry)
 	require.NotNil(t, full.QueueConfig.Get().StorageID)
 	assert.Equal(t, "file_storage", full.QueueConfig.Get().StorageID.String())
 	lay, err := full.layout()
 	require.NoError(t, err)
 	assert.Contains(t, string(full.templates(lay)["tenant-audit-events"]), `"lifecycle":{"name":"audit-365d"}`)
+	assert.NotContains(t, string(full.templates(lay)["tenant-audit-events"]), document.EventIndexSort)
 	assert.Equal(t, layout.Year, full.Layout.Period)
 	assert.Equal(t, "tenant-audit-dedicated.191796.legal.2027", lay.Index("191796", time.Date(2027, 3, 1, 0, 0, 0, 0, time.UTC)))
 	assert.Equal(t, "tenant-audit-shared.standard.2026", lay.Index("191796", time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)))
@@ -89,6 +91,8 @@ func TestTemplatesMatchTheirIndices(t *testing.T) {
 	assert.Contains(t, string(tpl["audit-events"]), `"_routing":{"required":true}`)
 	assert.Contains(t, string(tpl["audit-events"]), `"index_patterns":["audit-*"]`)
 	assert.Contains(t, string(tpl["audit-quarantine-index"]), `"index_patterns":["audit-quarantine"]`)
+	assert.Contains(t, string(tpl["audit-events"]), `"codec":"best_compression",`+document.EventIndexSort)
+	assert.NotContains(t, string(tpl["audit-quarantine-index"]), document.EventIndexSort)
 }
 
 func TestDefaultsKeepData(t *testing.T) {

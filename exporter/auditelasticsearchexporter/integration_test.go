@@ -215,6 +215,42 @@ func TestTeamsLandInExactlyTheirOwnIndices(t *testing.T) {
 	}
 }
 
+// A shared partition lies on disk by team, then newest first: a page of one team's events is read
+// from a few compressed blocks. The quarantine is not sorted.
+func TestPartitionsLieOnDiskByTeamThenNewestFirst(t *testing.T) {
+	e, cfg := testExporter(t, "", nil)
+	teams := []string{"t-3", "t-1", "t-2"}
+	var bodies []string
+	for i := range 12 { // interleaved as they arrive: t-3, t-1, t-2, t-3, …
+		bodies = append(bodies, rawEvent(teams[i%3], "job_created", fmt.Sprintf(`,"metadata":{"n":%d}`, i)))
+	}
+	require.NoError(t, e.pushLogs(context.Background(), normalized(t, bodies...)))
+	require.NoError(t, e.pushLogs(context.Background(), normalized(t, `{"action":"job_created","actor":{"type":"system"}}`))) // no team: quarantined
+
+	hits := searchTeam(t, cfg, "t-1")
+	require.Len(t, hits, 4)
+	index := hits[0].Index
+	var settings map[string]struct {
+		Settings map[string]any `json:"settings"`
+	}
+	require.Equal(t, http.StatusOK, esGet(t, "/"+index+","+cfg.QuarantineIndex+"/_settings?flat_settings=true", &settings))
+	assert.Equal(t, "best_compression", settings[index].Settings["index.codec"])
+	assert.Equal(t, []any{document.TeamID, document.Timestamp}, settings[index].Settings["index.sort.field"])
+	assert.Equal(t, []any{"asc", "desc"}, settings[index].Settings["index.sort.order"])
+	assert.NotContains(t, settings[cfg.QuarantineIndex].Settings, "index.sort.field")
+
+	// In the order of the documents on disk (_doc), after a merge to one segment.
+	req, _ := http.NewRequest(http.MethodPost, estest.URL(t)+"/"+index+"/_forcemerge?max_num_segments=1", nil)
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	res.Body.Close()
+	var got []string
+	for _, h := range searchBody(t, index, `{"size":100,"sort":["_doc"]}`) {
+		got = append(got, fmt.Sprintf("%s %v", h.Source["team_id"], h.Source["metadata"].(map[string]any)["n"]))
+	}
+	assert.Equal(t, []string{"t-1 10", "t-1 7", "t-1 4", "t-1 1", "t-2 11", "t-2 8", "t-2 5", "t-2 2", "t-3 9", "t-3 6", "t-3 3", "t-3 0"}, got)
+}
+
 func TestSeedSampleDocument(t *testing.T) {
 	e, cfg := testExporter(t, "", nil)
 	ld := normalized(t, seedSample)

@@ -25,6 +25,9 @@ func (c *Config) templates(lay *layout.Layout) map[string][]byte {
 	settings := fmt.Sprintf(`{"number_of_shards":%d,"number_of_replicas":%d,"refresh_interval":%q,"codec":%q`,
 		c.Template.Shards, c.Template.Replicas, c.Template.RefreshInterval, c.Template.Codec)
 	teamSettings := settings
+	if c.Template.Sort {
+		teamSettings += "," + document.EventIndexSort
+	}
 	if c.Template.ILMPolicy != "" {
 		teamSettings += fmt.Sprintf(`,"lifecycle":{"name":%q}`, c.Template.ILMPolicy)
 	}
