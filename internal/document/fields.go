@@ -148,8 +148,8 @@ var EventProperties = `{"dynamic":"strict","properties":` + properties(eventFiel
 // EventIndexSort is the partitions' index sort, as index settings (a member of "index"): one team's
 // events lie together on disk, newest first. With best_compression, whose zstd blocks hold up to
 // 2,048 documents, a page of one team's events then comes from a few blocks, not one block per
-// event of a partition where the teams are interleaved (docs/document.md, "Index sorting"). Like
-// the mapping, it applies to partitions created after it.
+// event of a partition where the teams are interleaved (docs/document.md, "Index sorting and the
+// codec"). Like the mapping, it applies to partitions created after it.
 const EventIndexSort = `"sort":{"field":["` + TeamID + `","` + Timestamp + `"],"order":["asc","desc"]}`
 
 // QuarantineMappings is the quarantine index's mapping.
