@@ -15,6 +15,7 @@
 //	auditctl keys revoke --team 191796 --id KEY_ID
 //	auditctl import --file history.csv [--file …] --format csv|ndjson --operator you@example.com
 //	                [--team T] [--column NAME=FIELD]... [--dry-run] [--report FILE] [--json]
+//	auditctl seal keygen --name audit.example.com [--out audit-seal.key]
 //
 // Connection settings come from flags or the environment: ES_URL, ES_USER, ES_PASSWORD, ES_API_KEY,
 // ES_CA_FILE, AUDIT_INDEX_PREFIX, AUDIT_QUARANTINE_INDEX (the same names config.example.yaml uses).
@@ -54,6 +55,8 @@ Commands:
   import   store the audit history kept before this pipeline (CSV or NDJSON files) in the teams' logs
   keys create|list|revoke
            the keys customers use to read their own team's log through the audit log API (auditapi)
+  seal keygen
+           a key to sign the teams' Merkle log checkpoints with, and the verifier key customers pin
 
 Run 'auditctl <command> --help' for a command's flags.
 `
@@ -80,8 +83,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd, args := args[0], args[1:]
 	fs := flag.NewFlagSet("auditctl "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	if cmd == "kibana" {
+	switch cmd {
+	case "kibana":
 		return kibana(ctx, fs, args, stdout)
+	case "seal":
+		return sealCmd(fs, args, stdout, stderr)
 	}
 	connect := recorder.RegisterFlags(fs)
 	switch cmd {
