@@ -16,6 +16,7 @@
 //	auditctl import --file history.csv [--file …] --format csv|ndjson --operator you@example.com
 //	                [--team T] [--column NAME=FIELD]... [--dry-run] [--report FILE] [--json]
 //	auditctl seal keygen --name audit.example.com [--out audit-seal.key]
+//	auditctl verify --bundle FILE --key VERIFIER_KEY|FILE [--pinned CHECKPOINT_FILE]
 //
 // Connection settings come from flags or the environment: ES_URL, ES_USER, ES_PASSWORD, ES_API_KEY,
 // ES_CA_FILE, AUDIT_INDEX_PREFIX, AUDIT_QUARANTINE_INDEX (the same names config.example.yaml uses).
@@ -57,6 +58,7 @@ Commands:
            the keys customers use to read their own team's log through the audit log API (auditapi)
   seal keygen
            a key to sign the teams' Merkle log checkpoints with, and the verifier key customers pin
+  verify   check a team's log bundle against its signed checkpoint, offline; a JSON report
 
 Run 'auditctl <command> --help' for a command's flags.
 `
@@ -88,6 +90,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return kibana(ctx, fs, args, stdout)
 	case "seal":
 		return sealCmd(fs, args, stdout, stderr)
+	case "verify":
+		return verifyCmd(fs, args, stdout)
 	}
 	connect := recorder.RegisterFlags(fs)
 	switch cmd {

@@ -138,15 +138,11 @@ func Sign(c Checkpoint, signers ...note.Signer) ([]byte, error) {
 // at least one signature must be by a known key and valid, and every known key's signature valid.
 // It returns the checkpoint and the names of the keys that signed it.
 func Open(msg []byte, verifierKeys []string) (Checkpoint, []string, error) {
-	var vs []note.Verifier
-	for _, k := range verifierKeys {
-		v, err := note.NewVerifier(strings.TrimSpace(k))
-		if err != nil {
-			return Checkpoint{}, nil, fmt.Errorf("merkle: verifier key %q: %w", k, err)
-		}
-		vs = append(vs, v)
+	vs, err := verifiers(verifierKeys)
+	if err != nil {
+		return Checkpoint{}, nil, err
 	}
-	n, err := note.Open(msg, note.VerifierList(vs...))
+	n, err := note.Open(msg, vs)
 	if err != nil {
 		return Checkpoint{}, nil, fmt.Errorf("merkle: checkpoint signature: %w", err)
 	}
@@ -159,6 +155,18 @@ func Open(msg []byte, verifierKeys []string) (Checkpoint, []string, error) {
 		by = append(by, s.Name)
 	}
 	return c, by, nil
+}
+
+func verifiers(keys []string) (note.Verifiers, error) {
+	var vs []note.Verifier
+	for _, k := range keys {
+		v, err := note.NewVerifier(strings.TrimSpace(k))
+		if err != nil {
+			return nil, fmt.Errorf("merkle: verifier key %q: %w", k, err)
+		}
+		vs = append(vs, v)
+	}
+	return note.VerifierList(vs...), nil
 }
 
 // VerifierKeys reads verifier keys, one per line, blank lines and lines starting with # ignored:

@@ -1,0 +1,69 @@
+package main
+
+// verify: checks a team's log against its signed checkpoint (docs/integrity.md, "Verifying").
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/auditpipe/auditpipe/internal/shared/merkle"
+)
+
+// errNotVerified makes auditctl exit 1 after the report is printed.
+var errNotVerified = errors.New("verification failed: see the problems in the report")
+
+// verifyCmd runs `auditctl verify --bundle FILE --key KEY [--pinned FILE]`: offline, it reads only
+// its files and opens no connection. It prints the JSON report on standard output and fails
+// (exit 1) unless the bundle verifies.
+func verifyCmd(fs *flag.FlagSet, args []string, stdout io.Writer) error {
+	bundle := fs.String("bundle", "", "the bundle file (auditctl export --format bundle, or GET /v1/export?format=bundle)")
+	key := fs.String("key", "", "a verifier key (<name>+<hash>+<key>), or a file of them, one per line")
+	pinned := fs.String("pinned", "", "a signed checkpoint kept from earlier: the log must extend it")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *bundle == "" || *key == "" {
+		return errors.New("--bundle and --key are required")
+	}
+	keys := []string{*key}
+	if !strings.Contains(*key, "+") {
+		b, err := os.ReadFile(*key)
+		if err != nil {
+			return fmt.Errorf("--key: neither a verifier key nor a readable file: %w", err)
+		}
+		keys = merkle.VerifierKeys(b)
+	}
+	var pin []byte
+	if *pinned != "" {
+		var err error
+		if pin, err = os.ReadFile(*pinned); err != nil {
+			return fmt.Errorf("--pinned: %w", err)
+		}
+	}
+	f, err := os.Open(*bundle)
+	if err != nil {
+		return fmt.Errorf("--bundle: %w", err)
+	}
+	defer f.Close()
+	var report merkle.Report
+	if b, err := merkle.ReadBundle(f); err != nil {
+		// The header holds the signed checkpoint and the hashes it signs: unreadable, nothing is.
+		report = merkle.Report{SignedBy: []string{}, Problems: []merkle.Problem{{Code: merkle.ProblemSignature, Detail: err.Error()}}}
+	} else {
+		report = merkle.Verify(b, keys, pin)
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(report); err != nil {
+		return err
+	}
+	if !report.Verified {
+		return errNotVerified
+	}
+	return nil
+}

@@ -1,0 +1,177 @@
+package merkle
+
+// The bundle: one team's log in one file that anyone verifies offline (docs/integrity.md, "Bundles").
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/auditpipe/auditpipe/internal/shared/jcs"
+)
+
+// BundleFormat names version 1 of the bundle in its header.
+const BundleFormat = "auditpipe-bundle/1"
+
+// MaxBundleLine bounds one line of a bundle when it is read: the header holds 32 bytes of hash, 44
+// of base64, per leaf, so a log of 20 million events has a header of about 900 MB.
+const MaxBundleLine = 1 << 30
+
+// Bundle is a team's log as a verifier needs it: the signed checkpoint, the hashes of its leaves
+// [0, size), the events of the leaves [expired, size) in leaf order as the API returns them, and,
+// when retention removed the first leaves, the signed statement of that removal.
+//
+// On disk a bundle is one NDJSON file, no archive around it, so that every byte is content: the
+// header line, the RFC 8785 form of {"checkpoint": <note>, "expiry": <note, when there is one>,
+// "format": "auditpipe-bundle/1", "hashes": <base64 of the leaf hashes, 32 bytes each, in leaf
+// order>}, then one event per line, each exactly its leaf's data (LeafData: the API's event, its
+// LeafFields only, in RFC 8785 form).
+type Bundle struct {
+	Checkpoint []byte      // the signed checkpoint note
+	Expiry     []byte      // the signed expiry statement, or nil
+	Hashes     []tlog.Hash // leaf hashes [0, size)
+	Events     [][]byte    // events of leaves [expired, size), one JSON object each
+}
+
+type bundleHeader struct {
+	Checkpoint string `json:"checkpoint"`
+	Expiry     string `json:"expiry,omitempty"`
+	Format     string `json:"format"`
+	Hashes     string `json:"hashes"`
+}
+
+// WriteBundle writes b in the bundle's file format. Each event is written as its leaf's data.
+func WriteBundle(w io.Writer, b Bundle) error {
+	raw := make([]byte, 0, len(b.Hashes)*len(tlog.Hash{}))
+	for _, h := range b.Hashes {
+		raw = append(raw, h[:]...)
+	}
+	head, err := json.Marshal(bundleHeader{Checkpoint: string(b.Checkpoint), Expiry: string(b.Expiry), Format: BundleFormat,
+		Hashes: base64.StdEncoding.EncodeToString(raw)})
+	if err != nil {
+		return err
+	}
+	if head, err = jcs.Canonicalize(head); err != nil {
+		return err
+	}
+	bw := bufio.NewWriterSize(w, 1<<16)
+	bw.Write(head)
+	bw.WriteByte('\n')
+	for _, ev := range b.Events {
+		line, err := LeafData(ev)
+		if err != nil {
+			return fmt.Errorf("merkle: an event of the bundle: %w", err)
+		}
+		bw.Write(line)
+		bw.WriteByte('\n')
+	}
+	return bw.Flush()
+}
+
+// ReadBundle reads a bundle file. It checks the form only: that the header is what WriteBundle
+// writes. The events are returned as they are, to be verified one by one.
+func ReadBundle(r io.Reader) (Bundle, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 1<<16), MaxBundleLine)
+	if !sc.Scan() {
+		if err := sc.Err(); err != nil {
+			return Bundle{}, fmt.Errorf("merkle: reading the bundle: %w", err)
+		}
+		return Bundle{}, errors.New("merkle: the bundle is empty")
+	}
+	var h bundleHeader
+	if err := json.Unmarshal(sc.Bytes(), &h); err != nil {
+		return Bundle{}, fmt.Errorf("merkle: the bundle's header: %w", err)
+	}
+	if h.Format != BundleFormat {
+		return Bundle{}, fmt.Errorf("merkle: the bundle's format is %q, this reads %q", h.Format, BundleFormat)
+	}
+	if canon, err := jcs.Canonicalize(sc.Bytes()); err != nil || !bytes.Equal(canon, sc.Bytes()) {
+		return Bundle{}, errors.New("merkle: the bundle's header is not in its RFC 8785 form")
+	}
+	raw, err := base64.StdEncoding.Strict().DecodeString(h.Hashes)
+	if err != nil || len(raw)%len(tlog.Hash{}) != 0 {
+		return Bundle{}, errors.New("merkle: the bundle's hashes are not base64 of 32-byte hashes")
+	}
+	b := Bundle{Checkpoint: []byte(h.Checkpoint), Hashes: make([]tlog.Hash, len(raw)/len(tlog.Hash{}))}
+	if h.Expiry != "" {
+		b.Expiry = []byte(h.Expiry)
+	}
+	for i := range b.Hashes {
+		copy(b.Hashes[i][:], raw[i*len(tlog.Hash{}):])
+	}
+	for sc.Scan() {
+		b.Events = append(b.Events, bytes.Clone(sc.Bytes()))
+	}
+	if err := sc.Err(); err != nil {
+		return Bundle{}, fmt.Errorf("merkle: reading the bundle: %w", err)
+	}
+	return b, nil
+}
+
+// Expiry is the signed statement that retention removed a team's first leaves: the events of
+// leaves [0, Size) are gone; their hashes, and so the tree, are not. Its note text:
+//
+//	<origin>/<team id>
+//	expired
+//	<size>
+//	<base64 root of the tree of the first size leaves>
+//	<time of the removal, RFC 3339 UTC>
+//
+// The root binds the statement to those leaves: it excuses their absence and nothing else.
+type Expiry struct {
+	Origin string
+	Size   int64
+	Root   tlog.Hash
+	At     time.Time
+}
+
+// Body is the statement's note text.
+func (e Expiry) Body() string {
+	return e.Origin + "\nexpired\n" + strconv.FormatInt(e.Size, 10) + "\n" + base64.StdEncoding.EncodeToString(e.Root[:]) + "\n" +
+		e.At.UTC().Format(time.RFC3339) + "\n"
+}
+
+// SignExpiry signs an expiry statement.
+func SignExpiry(e Expiry, signers ...note.Signer) ([]byte, error) {
+	return note.Sign(&note.Note{Text: e.Body()}, signers...)
+}
+
+// OpenExpiry verifies a signed expiry statement against the verifier keys and reads it.
+func OpenExpiry(msg []byte, verifierKeys []string) (Expiry, error) {
+	vs, err := verifiers(verifierKeys)
+	if err != nil {
+		return Expiry{}, err
+	}
+	n, err := note.Open(msg, vs)
+	if err != nil {
+		return Expiry{}, fmt.Errorf("merkle: expiry statement signature: %w", err)
+	}
+	lines := strings.Split(n.Text, "\n")
+	if len(lines) != 6 || lines[1] != "expired" || lines[5] != "" {
+		return Expiry{}, errors.New("merkle: not an expiry statement")
+	}
+	e := Expiry{Origin: lines[0]}
+	if e.Size, err = strconv.ParseInt(lines[2], 10, 64); err != nil || e.Size < 0 || strconv.FormatInt(e.Size, 10) != lines[2] {
+		return Expiry{}, fmt.Errorf("merkle: expiry size %q", lines[2])
+	}
+	root, err := base64.StdEncoding.Strict().DecodeString(lines[3])
+	if err != nil || len(root) != len(e.Root) {
+		return Expiry{}, fmt.Errorf("merkle: expiry root %q", lines[3])
+	}
+	copy(e.Root[:], root)
+	if e.At, err = time.Parse(time.RFC3339, lines[4]); err != nil {
+		return Expiry{}, fmt.Errorf("merkle: expiry time %q", lines[4])
+	}
+	return e, nil
+}
