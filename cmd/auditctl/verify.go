@@ -31,12 +31,10 @@ func verifyCmd(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 		return errors.New("--bundle and --key are required")
 	}
 	keys := []string{*key}
-	if !strings.Contains(*key, "+") {
-		b, err := os.ReadFile(*key)
-		if err != nil {
-			return fmt.Errorf("--key: neither a verifier key nor a readable file: %w", err)
-		}
+	if b, err := os.ReadFile(*key); err == nil {
 		keys = merkle.VerifierKeys(b)
+	} else if !strings.Contains(*key, "+") {
+		return fmt.Errorf("--key: neither a verifier key nor a readable file: %w", err)
 	}
 	var pin []byte
 	if *pinned != "" {
