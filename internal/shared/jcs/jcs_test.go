@@ -1,12 +1,14 @@
 package jcs
 
 import (
+	"bytes"
 	"encoding/json"
 	"math"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -128,15 +130,36 @@ func TestDeepNestingIsRefusedNotOverflowed(t *testing.T) {
 	assert.ErrorContains(t, err, "nested too deep")
 }
 
-// Canonicalizing is idempotent, and the canonical form means what the input meant.
+func TestMembersKeepsTheNamedTopLevelMembers(t *testing.T) {
+	got, err := Members([]byte(`{"z":{"id":1,"x":2},"id":"a","drop":[1,{"a":"\u0000"}],"b":null}`), []string{"id", "z", "b"})
+	require.NoError(t, err)
+	assert.Equal(t, `{"b":null,"id":"a","z":{"id":1,"x":2}}`, string(got))
+	_, err = Members([]byte(`{"id":"a","drop":[1,}`), []string{"id"})
+	assert.Error(t, err, "a member not kept is still checked")
+	_, err = Members([]byte(`{"id":"a","id":"b"}`), []string{"id"})
+	assert.Error(t, err)
+}
+
+// Canonicalizing is idempotent, agrees with the obvious implementation on encoding/json's tokens
+// (oracle_test.go), and the canonical form means what the input meant.
 func FuzzCanonicalize(f *testing.F) {
 	for _, s := range []string{`{"b":[1,2.5,"x"],"a":null}`, `"\u20ac\ud83d\ude00"`, `1E30`, `-0.0`, `{"":{}}`, `[[],{},true]`, `0.1`, `1e-7`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		out, err := Canonicalize(in)
+		slow, slowErr := oracle(in)
+		if slowErr != nil && err == nil {
+			t.Fatalf("%q: the oracle refuses it (%v), Canonicalize gives %q", in, slowErr, out)
+		}
 		if err != nil {
+			if slowErr == nil && utf8.Valid(in) && !bytes.Contains(in, []byte(`\u`)) {
+				t.Fatalf("%q: Canonicalize refuses it (%v), the oracle gives %q", in, err, slow)
+			}
 			return
+		}
+		if string(slow) != string(out) {
+			t.Fatalf("%q: Canonicalize gives %q, the oracle %q", in, out, slow)
 		}
 		again, err := Canonicalize(out)
 		if err != nil || string(again) != string(out) {

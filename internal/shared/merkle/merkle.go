@@ -16,7 +16,6 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -36,25 +35,10 @@ var LeafFields = []string{"id", "timestamp", "team_id", "action", "actor", "targ
 // the event, restricted to LeafFields. A field the API leaves out stays out; one it gives as null
 // stays null.
 func LeafData(apiEvent []byte) ([]byte, error) {
-	canon, err := jcs.Canonicalize(apiEvent) // refuses duplicate members, which a map would hide
-	if err != nil {
-		return nil, err
+	if t := bytes.TrimLeft(apiEvent, " \t\r\n"); len(t) == 0 || t[0] != '{' {
+		return nil, errors.New("merkle: an event is a JSON object")
 	}
-	var all map[string]json.RawMessage
-	if err := json.Unmarshal(canon, &all); err != nil {
-		return nil, fmt.Errorf("merkle: an event is a JSON object: %w", err)
-	}
-	kept := make(map[string]json.RawMessage, len(LeafFields))
-	for _, f := range LeafFields {
-		if v, ok := all[f]; ok {
-			kept[f] = v
-		}
-	}
-	b, err := json.Marshal(kept) // RawMessage members are already canonical; only the order changes
-	if err != nil {
-		return nil, err
-	}
-	return jcs.Canonicalize(b)
+	return jcs.Members(apiEvent, LeafFields)
 }
 
 // LeafHash is RFC 6962's leaf hash: SHA-256(0x00 ‖ data).
