@@ -2,7 +2,7 @@
 // key an operator minted with `auditctl keys create`. See /v1/openapi.json.
 //
 //	auditapi [--listen 127.0.0.1:8090] [--es-url URL] [--config collector.yaml] [--rate-limit 10]
-//	         [--tls-cert FILE --tls-key FILE]
+//	         [--tls-cert FILE --tls-key FILE] [--verifier-keys FILE]
 //
 // It reads where the collector writes: with --config (AUDIT_COLLECTOR_CONFIG) the index names, the
 // layout and the catalog come from the collector's configuration; without, the exporter's defaults
@@ -23,8 +23,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/auditpipe/auditpipe/internal/recorder"
+	"golang.org/x/mod/sumdb/note"
 
+	"github.com/auditpipe/auditpipe/internal/recorder"
+	"github.com/auditpipe/auditpipe/internal/shared/merkle"
 	"github.com/auditpipe/auditpipe/internal/tenantapi"
 )
 
@@ -47,6 +49,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 	rate := fs.Float64("rate-limit", 10, "requests a second per key; bursts of twice that")
 	cert := fs.String("tls-cert", "", "PEM certificate file: serve HTTPS (with --tls-key)")
 	key := fs.String("tls-key", "", "PEM private key file of --tls-cert")
+	verifierKeys := fs.String("verifier-keys", recorder.Env("AUDITAPI_VERIFIER_KEYS", ""), "file of the verifier keys that sign the teams' Merkle logs, one per line, served at GET /v1/verifier-keys (AUDITAPI_VERIFIER_KEYS)")
 	keysIndex := tenantapi.KeysIndexFlag(fs)
 	connect := recorder.RegisterFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -60,6 +63,21 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 	}
 	if (*cert == "") != (*key == "") {
 		return errors.New("--tls-cert and --tls-key go together")
+	}
+	var vkeys []string
+	if *verifierKeys != "" {
+		b, err := os.ReadFile(*verifierKeys)
+		if err != nil {
+			return fmt.Errorf("--verifier-keys: %w", err)
+		}
+		if vkeys = merkle.VerifierKeys(b); len(vkeys) == 0 {
+			return fmt.Errorf("--verifier-keys: %s holds no key", *verifierKeys)
+		}
+		for _, k := range vkeys {
+			if _, err := note.NewVerifier(k); err != nil {
+				return fmt.Errorf("--verifier-keys: %q is not a verifier key: %w", k, err)
+			}
+		}
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
 	c, err := connect.Client()
@@ -81,7 +99,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 	defer rec.Close()
 
 	srv := &http.Server{
-		Handler:           tenantapi.New(tenantapi.Config{Client: c, Keys: keys, Recorder: rec, RateLimit: *rate, Logger: log}),
+		Handler:           tenantapi.New(tenantapi.Config{Client: c, Keys: keys, Recorder: rec, RateLimit: *rate, Logger: log, VerifierKeys: vkeys}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       2 * time.Minute,

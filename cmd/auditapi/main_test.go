@@ -33,6 +33,7 @@ import (
 	"github.com/auditpipe/auditpipe/auditlog"
 	"github.com/auditpipe/auditpipe/internal/query"
 	"github.com/auditpipe/auditpipe/internal/shared/layout"
+	"github.com/auditpipe/auditpipe/internal/shared/merkle"
 	"github.com/auditpipe/auditpipe/internal/tenantapi"
 	"github.com/auditpipe/auditpipe/internal/testrig/esinspect"
 	"github.com/auditpipe/auditpipe/internal/testrig/estest"
@@ -140,7 +141,41 @@ func TestServesAKeysTeamAndLogsNoSecret(t *testing.T) {
 	assert.NotContains(t, logs, token[29:], "no secret in the server's log")
 }
 
+// The verifier keys are anyone's to fetch and pin: text/plain, one a line, both during a rotation.
+func TestVerifierKeysAreServedToAnyone(t *testing.T) {
+	url, prefix := estest.URL(t), estest.Prefix(t)
+	_, oldKey, err := merkle.GenerateKey("audit.example.com")
+	require.NoError(t, err)
+	_, newKey, err := merkle.GenerateKey("audit.example.com")
+	require.NoError(t, err)
+	file := filepath.Join(t.TempDir(), "verifier-keys")
+	require.NoError(t, os.WriteFile(file, []byte("# rotating: the old key until 2027-01-01\n"+oldKey+"\n"+newKey+"\n"), 0o644))
+	get := func(addr string) (*http.Response, string) {
+		res, err := http.Get("http://" + addr + "/v1/verifier-keys")
+		require.NoError(t, err)
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res, string(b)
+	}
+	common := []string{"--es-url", url, "--index-prefix", prefix + layout.DefaultPrefix, "--keys-index", prefix + "keys"}
+
+	srv := serve(t, append(common, "--verifier-keys", file)...)
+	res, body := get(srv.addr)
+	assert.Equal(t, http.StatusOK, res.StatusCode)
+	assert.Equal(t, "text/plain; charset=utf-8", res.Header.Get("Content-Type"))
+	assert.Equal(t, oldKey+"\n"+newKey+"\n", body)
+	assert.Equal(t, []string{oldKey, newKey}, merkle.VerifierKeys([]byte(body)))
+	require.NoError(t, srv.stop())
+
+	srv = serve(t, common...)
+	res, body = get(srv.addr)
+	assert.Equal(t, http.StatusNotFound, res.StatusCode, body)
+	require.NoError(t, srv.stop())
+}
+
 func TestFlagsAreChecked(t *testing.T) {
+	badKeys := filepath.Join(t.TempDir(), "bad")
+	require.NoError(t, os.WriteFile(badKeys, []byte("audit.example.com+00000000+AAAA\n"), 0o644))
 	for _, c := range []struct {
 		args []string
 		msg  string
@@ -153,6 +188,8 @@ func TestFlagsAreChecked(t *testing.T) {
 		{[]string{"--keys-index", "keys#1"}, "must not contain"},
 		{[]string{"--index-prefix", "Audit-"}, "index_prefix"},
 		{[]string{"extra"}, "unexpected arguments"},
+		{[]string{"--verifier-keys", "/nonexistent"}, "--verifier-keys"},
+		{[]string{"--verifier-keys", badKeys}, `--verifier-keys: "audit.example.com+00000000+AAAA" is not a verifier key`},
 	} {
 		var out bytes.Buffer
 		err := run(context.Background(), append([]string{"--listen", "127.0.0.1:0"}, c.args...), &out, nil)

@@ -41,6 +41,9 @@ type Config struct {
 	// point in time is closed.
 	Timeout, WriteTimeout time.Duration
 	Now                   func() time.Time // default time.Now; tests move the clock past an expiry
+	// VerifierKeys are the keys that sign the teams' Merkle log checkpoints, served to anyone at
+	// GET /v1/verifier-keys (merkle.VerifierKeys' form; none: 404).
+	VerifierKeys []string
 }
 
 // Server serves the audit log API.
@@ -93,12 +96,23 @@ func (s *Server) routes() []route {
 		{"/v1/events/{id}", ScopeRead, nil, s.event},
 		{"/v1/export", ScopeExport, exportParams, s.export},
 		{"/v1/actions", ScopeRead, nil, s.actions},
+		{"/v1/verifier-keys", "", nil, s.verifierKeys},
 		{"/v1/openapi.json", "", nil, func(w http.ResponseWriter, _ *http.Request, _ url.Values, _ *Key) *apiError {
 			w.Header().Set("Content-Type", "application/json")
 			w.Write(openAPI)
 			return nil
 		}},
 	}
+}
+
+// verifierKeys answers GET /v1/verifier-keys: text/plain, one key a line, for customers to pin.
+func (s *Server) verifierKeys(w http.ResponseWriter, _ *http.Request, _ url.Values, _ *Key) *apiError {
+	if len(s.cfg.VerifierKeys) == 0 {
+		return &apiError{status: 404, code: "not_found", msg: "this server signs no logs: it has no verifier keys"}
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write([]byte(strings.Join(s.cfg.VerifierKeys, "\n") + "\n"))
+	return nil
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
