@@ -151,10 +151,11 @@ func (p *parser) object(b []byte, depth int) ([]byte, error) {
 			b = append(b, ',')
 		}
 		from, k0 := len(b), len(p.key)
-		var err error
-		if p.key, err = p.str(p.key); err != nil {
+		key, err := p.str(p.key)
+		if err != nil {
 			return nil, err
 		}
+		p.key = key
 		b = appendEscaped(b, p.key[k0:])
 		p.space()
 		if p.i >= len(p.in) || p.in[p.i] != ':' {
@@ -250,12 +251,12 @@ func (p *parser) stringValue(b []byte) ([]byte, error) {
 		}
 	}
 	k0 := len(p.key)
-	var err error
-	if p.key, err = p.str(p.key); err != nil {
+	key, err := p.str(p.key)
+	if err != nil {
 		return nil, err
 	}
-	b = appendEscaped(b, p.key[k0:])
-	p.key = p.key[:k0]
+	b = appendEscaped(b, key[k0:])
+	p.key = key[:k0]
 	return b, nil
 }
 
