@@ -23,10 +23,6 @@ import (
 // BundleFormat names version 1 of the bundle in its header.
 const BundleFormat = "auditpipe-bundle/1"
 
-// MaxBundleLine bounds one line of a bundle when it is read: the header holds 32 bytes of hash, 44
-// of base64, per leaf, so a log of 20 million events has a header of about 900 MB.
-const MaxBundleLine = 1 << 30
-
 // Bundle is a team's log as a verifier needs it: the signed checkpoint, the hashes of its leaves
 // [0, size), the events of the leaves [expired, size) in leaf order as the API returns them, and,
 // when retention removed the first leaves, the signed statement of that removal.
@@ -52,16 +48,8 @@ type bundleHeader struct {
 
 // WriteBundle writes b in the bundle's file format. Each event is written as its leaf's data.
 func WriteBundle(w io.Writer, b Bundle) error {
-	raw := make([]byte, 0, len(b.Hashes)*len(tlog.Hash{}))
-	for _, h := range b.Hashes {
-		raw = append(raw, h[:]...)
-	}
-	head, err := json.Marshal(bundleHeader{Checkpoint: string(b.Checkpoint), Expiry: string(b.Expiry), Format: BundleFormat,
-		Hashes: base64.StdEncoding.EncodeToString(raw)})
+	head, err := b.header()
 	if err != nil {
-		return err
-	}
-	if head, err = jcs.Canonicalize(head); err != nil {
 		return err
 	}
 	bw := bufio.NewWriterSize(w, 1<<16)
@@ -78,26 +66,38 @@ func WriteBundle(w io.Writer, b Bundle) error {
 	return bw.Flush()
 }
 
-// ReadBundle reads a bundle file. It checks the form only: that the header is what WriteBundle
-// writes. The events are returned as they are, to be verified one by one.
+// header is the bundle's first line, without its newline.
+func (b Bundle) header() ([]byte, error) {
+	raw := make([]byte, 0, len(b.Hashes)*len(tlog.Hash{}))
+	for _, h := range b.Hashes {
+		raw = append(raw, h[:]...)
+	}
+	head, err := json.Marshal(bundleHeader{Checkpoint: string(b.Checkpoint), Expiry: string(b.Expiry), Format: BundleFormat,
+		Hashes: base64.StdEncoding.EncodeToString(raw)})
+	if err != nil {
+		return nil, err
+	}
+	return jcs.Canonicalize(head)
+}
+
+// ReadBundle reads a bundle file. It checks the form only: that the header is exactly what
+// WriteBundle writes for what it holds, and that every line ends with a newline. The events are
+// returned as they are, to be verified one by one.
 func ReadBundle(r io.Reader) (Bundle, error) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 1<<16), MaxBundleLine)
-	if !sc.Scan() {
-		if err := sc.Err(); err != nil {
-			return Bundle{}, fmt.Errorf("merkle: reading the bundle: %w", err)
-		}
+	br := bufio.NewReaderSize(r, 1<<16)
+	line, err := readLine(br)
+	if err == io.EOF {
 		return Bundle{}, errors.New("merkle: the bundle is empty")
 	}
+	if err != nil {
+		return Bundle{}, err
+	}
 	var h bundleHeader
-	if err := json.Unmarshal(sc.Bytes(), &h); err != nil {
+	if err := json.Unmarshal(line, &h); err != nil {
 		return Bundle{}, fmt.Errorf("merkle: the bundle's header: %w", err)
 	}
 	if h.Format != BundleFormat {
 		return Bundle{}, fmt.Errorf("merkle: the bundle's format is %q, this reads %q", h.Format, BundleFormat)
-	}
-	if canon, err := jcs.Canonicalize(sc.Bytes()); err != nil || !bytes.Equal(canon, sc.Bytes()) {
-		return Bundle{}, errors.New("merkle: the bundle's header is not in its RFC 8785 form")
 	}
 	raw, err := base64.StdEncoding.Strict().DecodeString(h.Hashes)
 	if err != nil || len(raw)%len(tlog.Hash{}) != 0 {
@@ -110,13 +110,34 @@ func ReadBundle(r io.Reader) (Bundle, error) {
 	for i := range b.Hashes {
 		copy(b.Hashes[i][:], raw[i*len(tlog.Hash{}):])
 	}
-	for sc.Scan() {
-		b.Events = append(b.Events, bytes.Clone(sc.Bytes()))
+	if want, err := b.header(); err != nil || !bytes.Equal(want, line) {
+		return Bundle{}, errors.New("merkle: the bundle's header is not as written: its members, their RFC 8785 form")
 	}
-	if err := sc.Err(); err != nil {
-		return Bundle{}, fmt.Errorf("merkle: reading the bundle: %w", err)
+	for {
+		line, err := readLine(br)
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return Bundle{}, err
+		}
+		b.Events = append(b.Events, line)
 	}
-	return b, nil
+}
+
+// readLine returns the next line without its newline; io.EOF at the end, and an error for a last
+// line without one.
+func readLine(br *bufio.Reader) ([]byte, error) {
+	l, err := br.ReadBytes('\n')
+	switch {
+	case err == io.EOF && len(l) == 0:
+		return nil, io.EOF
+	case err == io.EOF:
+		return nil, errors.New("merkle: the bundle's last line does not end with a newline")
+	case err != nil:
+		return nil, fmt.Errorf("merkle: reading the bundle: %w", err)
+	}
+	return l[:len(l)-1], nil
 }
 
 // Expiry is the signed statement that retention removed a team's first leaves: the events of

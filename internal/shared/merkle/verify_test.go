@@ -223,7 +223,11 @@ func TestReadBundleRefusesWhatWriteBundleDoesNotWrite(t *testing.T) {
 		"not json\n",
 		`{"format":"auditpipe-bundle/2","checkpoint":"","hashes":""}` + "\n",
 		`{"checkpoint":"","format":"auditpipe-bundle/1","hashes":"AAAA"}` + "\n",
-		`{"format":"auditpipe-bundle/1","checkpoint":"","hashes":""}` + "\n", // members out of order
+		`{"format":"auditpipe-bundle/1","checkpoint":"","hashes":""}` + "\n",             // members out of order
+		`{"checkpoint":"","expiry":"","format":"auditpipe-bundle/1","hashes":""}` + "\n", // an empty expiry is none
+		`{"checkpoint":"","format":"auditpipe-bundle/1","hashes":"","x":1}` + "\n",       // a member of no meaning
+		`{"checkpoint":"","format":"auditpipe-bundle/1","hashes":""}`,                    // no final newline
+		`{"checkpoint":"","format":"auditpipe-bundle/1","hashes":""}` + "\n{}",           // nor here
 	} {
 		_, err := ReadBundle(strings.NewReader(in))
 		assert.Error(t, err, "%q", in)
