@@ -174,7 +174,7 @@ func OpenExpiry(msg []byte, verifierKeys []string) (Expiry, error) {
 	if err != nil {
 		return Expiry{}, err
 	}
-	n, err := note.Open(msg, vs)
+	n, err := openNote(msg, vs)
 	if err != nil {
 		return Expiry{}, fmt.Errorf("merkle: expiry statement signature: %w", err)
 	}

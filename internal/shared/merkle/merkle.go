@@ -126,7 +126,7 @@ func Open(msg []byte, verifierKeys []string) (Checkpoint, []string, error) {
 	if err != nil {
 		return Checkpoint{}, nil, err
 	}
-	n, err := note.Open(msg, vs)
+	n, err := openNote(msg, vs)
 	if err != nil {
 		return Checkpoint{}, nil, fmt.Errorf("merkle: checkpoint signature: %w", err)
 	}
@@ -139,6 +139,21 @@ func Open(msg []byte, verifierKeys []string) (Checkpoint, []string, error) {
 		by = append(by, s.Name)
 	}
 	return c, by, nil
+}
+
+// openNote is note.Open, and refuses signatures in a base64 other than the canonical one (note
+// decodes leniently, so a changed padding bit would leave a valid signature): one note, one text.
+func openNote(msg []byte, vs note.Verifiers) (*note.Note, error) {
+	n, err := note.Open(msg, vs)
+	if err != nil {
+		return nil, err
+	}
+	for _, sig := range append(n.Sigs, n.UnverifiedSigs...) {
+		if _, err := base64.StdEncoding.Strict().DecodeString(sig.Base64); err != nil {
+			return nil, fmt.Errorf("the signature of %s is not in canonical base64", sig.Name)
+		}
+	}
+	return n, nil
 }
 
 func verifiers(keys []string) (note.Verifiers, error) {
