@@ -46,6 +46,6 @@ func sealCmd(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintln(stdout, verifier)
-	fmt.Fprintf(stderr, "auditctl: signer key written to %s (mode 0600); the line above is its verifier key\n", *out)
+	fmt.Fprintf(stderr, "auditctl: signer key written to %s (mode 0600); its verifier key is the first line of standard output\n", *out)
 	return nil
 }
