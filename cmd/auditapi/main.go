@@ -23,8 +23,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/mod/sumdb/note"
-
 	"github.com/auditpipe/auditpipe/internal/recorder"
 	"github.com/auditpipe/auditpipe/internal/shared/merkle"
 	"github.com/auditpipe/auditpipe/internal/tenantapi"
@@ -73,10 +71,8 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 		if vkeys = merkle.VerifierKeys(b); len(vkeys) == 0 {
 			return fmt.Errorf("--verifier-keys: %s holds no key", *verifierKeys)
 		}
-		for _, k := range vkeys {
-			if _, err := note.NewVerifier(k); err != nil {
-				return fmt.Errorf("--verifier-keys: %q is not a verifier key: %w", k, err)
-			}
+		if _, err := merkle.Verifiers(vkeys); err != nil {
+			return fmt.Errorf("--verifier-keys: %w", err)
 		}
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))

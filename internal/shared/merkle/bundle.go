@@ -170,7 +170,7 @@ func SignExpiry(e Expiry, signers ...note.Signer) ([]byte, error) {
 
 // OpenExpiry verifies a signed expiry statement against the verifier keys and reads it.
 func OpenExpiry(msg []byte, verifierKeys []string) (Expiry, error) {
-	vs, err := verifiers(verifierKeys)
+	vs, err := Verifiers(verifierKeys)
 	if err != nil {
 		return Expiry{}, err
 	}

@@ -122,7 +122,7 @@ func Sign(c Checkpoint, signers ...note.Signer) ([]byte, error) {
 // at least one signature must be by a known key and valid, and every known key's signature valid.
 // It returns the checkpoint and the names of the keys that signed it.
 func Open(msg []byte, verifierKeys []string) (Checkpoint, []string, error) {
-	vs, err := verifiers(verifierKeys)
+	vs, err := Verifiers(verifierKeys)
 	if err != nil {
 		return Checkpoint{}, nil, err
 	}
@@ -156,12 +156,13 @@ func openNote(msg []byte, vs note.Verifiers) (*note.Note, error) {
 	return n, nil
 }
 
-func verifiers(keys []string) (note.Verifiers, error) {
+// Verifiers reads verifier keys (note's "<name>+<hash>+<key>" form); it names the first that is not one.
+func Verifiers(keys []string) (note.Verifiers, error) {
 	var vs []note.Verifier
 	for _, k := range keys {
 		v, err := note.NewVerifier(strings.TrimSpace(k))
 		if err != nil {
-			return nil, fmt.Errorf("merkle: verifier key %q: %w", k, err)
+			return nil, fmt.Errorf("%q is not a verifier key: %w", k, err)
 		}
 		vs = append(vs, v)
 	}
