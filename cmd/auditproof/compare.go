@@ -20,8 +20,8 @@ import (
 // sending queue (contrib's baseline cannot have file_storage), at 10 and 100,000 teams. contrib gets
 // the index and _id our layout gives each event as attributes, and an index template with our event
 // mapping, so that it can store every event; what it does not store is counted as dropped. contrib
-// runs twice: with the default codec, as ours (the baseline of the goals), and with best_compression
-// (what an operator may choose for both: template.codec).
+// runs twice: with the default codec (the baseline of the goals) and with best_compression, the
+// codec of our partitions by default (template.codec).
 func compare(e env) bool {
 	if _, err := os.Stat(e.contribBin); err != nil {
 		fmt.Fprintf(os.Stderr, "no %s: build it with `make contrib-baseline`\n", e.contribBin)
@@ -81,7 +81,7 @@ func (e env) compareOne(who string, teams int, dur time.Duration) ([]any, error)
 	cfg := loadgen.Config{Endpoint: r.env.GRPC, Duration: dur, Teams: teams, Zipf: true, MetadataBytes: 200, Batch: 500}
 	if contrib {
 		// contrib's indices get our event mapping, and the index settings it would have from a
-		// template of its user's: the default codec, as ours, or best_compression.
+		// template of its user's: the default codec, or best_compression as ours have by default.
 		settings := `"number_of_shards":1,"number_of_replicas":0,"refresh_interval":"1s"`
 		if who == "contrib (best_compression)" {
 			settings += `,"codec":"best_compression"`
