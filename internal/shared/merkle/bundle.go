@@ -48,23 +48,46 @@ type bundleHeader struct {
 
 // WriteBundle writes b in the bundle's file format. Each event is written as its leaf's data.
 func WriteBundle(w io.Writer, b Bundle) error {
-	head, err := b.header()
+	bw, err := NewBundleWriter(w, b.Checkpoint, b.Expiry, b.Hashes)
 	if err != nil {
 		return err
 	}
-	bw := bufio.NewWriterSize(w, 1<<16)
-	bw.Write(head)
-	bw.WriteByte('\n')
 	for _, ev := range b.Events {
-		line, err := LeafData(ev)
-		if err != nil {
-			return fmt.Errorf("merkle: an event of the bundle: %w", err)
+		if err := bw.Event(ev); err != nil {
+			return err
 		}
-		bw.Write(line)
-		bw.WriteByte('\n')
 	}
 	return bw.Flush()
 }
+
+// BundleWriter writes a bundle whose events come one at a time: the header first, then each event
+// as its leaf's data.
+type BundleWriter struct{ w *bufio.Writer }
+
+// NewBundleWriter writes the header of a bundle of these leaf hashes.
+func NewBundleWriter(w io.Writer, checkpoint, expiry []byte, hashes []tlog.Hash) (*BundleWriter, error) {
+	head, err := Bundle{Checkpoint: checkpoint, Expiry: expiry, Hashes: hashes}.header()
+	if err != nil {
+		return nil, err
+	}
+	bw := &BundleWriter{w: bufio.NewWriterSize(w, 1<<16)}
+	bw.w.Write(head)
+	bw.w.WriteByte('\n')
+	return bw, nil
+}
+
+// Event writes the next leaf's event (the API's JSON of it).
+func (bw *BundleWriter) Event(apiEvent []byte) error {
+	line, err := LeafData(apiEvent)
+	if err != nil {
+		return fmt.Errorf("merkle: an event of the bundle: %w", err)
+	}
+	bw.w.Write(line)
+	return bw.w.WriteByte('\n')
+}
+
+// Flush writes what is buffered.
+func (bw *BundleWriter) Flush() error { return bw.w.Flush() }
 
 // header is the bundle's first line, without its newline.
 func (b Bundle) header() ([]byte, error) {

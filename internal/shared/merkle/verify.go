@@ -43,8 +43,26 @@ type Report struct {
 	SignedBy []string  `json:"signed_by"`
 	Events   int       `json:"events"`
 	Expired  int64     `json:"expired"`
+	// Unsealed counts, in a check of a team's log in the cluster, the team's events stored after the
+	// checkpoint: not yet sealed, not a failure.
+	Unsealed int64     `json:"unsealed,omitempty"`
 	Verified bool      `json:"verified"`
 	Problems []Problem `json:"problems"`
+}
+
+// Add records a problem; index -1 and id "" are unknown.
+func (r *Report) Add(code string, index int64, id, format string, args ...any) {
+	r.add(code, index, id, format, args...)
+}
+
+// Conclude sets Verified: no problem but EXPIRED.
+func (r *Report) Conclude() {
+	r.Verified = true
+	for _, p := range r.Problems {
+		if p.Code != ProblemExpired {
+			r.Verified = false
+		}
+	}
 }
 
 func (r *Report) add(code string, index int64, id, format string, args ...any) {
@@ -79,12 +97,7 @@ func Verify(b Bundle, keys []string, pinned []byte) Report {
 	if pinned != nil {
 		r.verifyPinned(b, keys, cp, pinned)
 	}
-	r.Verified = true
-	for _, p := range r.Problems {
-		if p.Code != ProblemExpired {
-			r.Verified = false
-		}
-	}
+	r.Conclude()
 	return r
 }
 

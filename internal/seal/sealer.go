@@ -1,0 +1,492 @@
+// Package seal makes every team's audit log a signed Merkle log (docs/integrity.md): the sealer
+// appends each stored event to its team's RFC 6962 tree and signs the tree's checkpoints; the
+// prover (log.go) serves checkpoints, inclusion and consistency proofs and bundles from what the
+// sealer keeps, and checks a team's events in the cluster against them.
+//
+// The sealer runs beside the collector, never in its hot path, and any number of sealers may run
+// against one cluster: each team's state is written only if nobody changed it since it was read,
+// so the log of a team is one chain of states, and no two roots are ever signed for one size.
+package seal
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/elastic/go-elasticsearch/v8/esapi"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/auditpipe/auditpipe/audit"
+	"github.com/auditpipe/auditpipe/internal/document"
+	"github.com/auditpipe/auditpipe/internal/query"
+	"github.com/auditpipe/auditpipe/internal/shared/merkle"
+)
+
+// DefaultInterval is how often a sealer looks for new events. An event is sealed within about
+// two intervals and a refresh of being stored: the documented delay is 60 s.
+const DefaultInterval = 10 * time.Second
+
+// Config is what a Sealer needs.
+type Config struct {
+	Store    *Store
+	Origin   string        // the operator's origin: checkpoints name <origin>/<team id>
+	Signers  []note.Signer // one, or several while keys are rotated; never stored in Elasticsearch
+	Interval time.Duration // default DefaultInterval
+	// RoundEvents bounds the events one round reads (default 50,000): a round that stops there
+	// commits what it read and the next starts at once.
+	RoundEvents int
+	Logger      *slog.Logger
+	Now         func() time.Time
+	// afterCommit, in tests, runs after a team's state is written and before anything else: a
+	// sealer "killed" there leaves its tiles and history to the next.
+	afterCommit func(team string) error
+}
+
+// Sealer seals the teams' logs.
+type Sealer struct {
+	cfg Config
+	c   *query.Client
+	s   *Store
+}
+
+// New checks the configuration.
+func New(cfg Config) (*Sealer, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("seal: no store")
+	}
+	if len(cfg.Signers) == 0 {
+		return nil, errors.New("seal: no signer key")
+	}
+	for _, sg := range cfg.Signers {
+		if sg.Name() != cfg.Origin {
+			return nil, fmt.Errorf("seal: the signer key is named %q, the origin is %q: a key signs the logs of its own name", sg.Name(), cfg.Origin)
+		}
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = DefaultInterval
+	}
+	if cfg.RoundEvents <= 0 {
+		cfg.RoundEvents = 50_000
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Sealer{cfg: cfg, c: cfg.Store.c, s: cfg.Store}, nil
+}
+
+// Signers reads signer keys (note's PRIVATE+KEY+... form), one per line of text.
+func Signers(text []byte) ([]note.Signer, error) {
+	var out []note.Signer
+	for _, k := range merkle.VerifierKeys(text) { // the same line rules
+		sg, err := note.NewSigner(k)
+		if err != nil {
+			return nil, errors.New("not a signer key (auditctl seal keygen writes one)")
+		}
+		out = append(out, sg)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no signer key")
+	}
+	return out, nil
+}
+
+// Run seals every Interval until ctx ends; a failed round is logged and tried again.
+func (s *Sealer) Run(ctx context.Context) {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		st, err := s.Round(ctx)
+		wait := s.cfg.Interval
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.cfg.Logger.Error("sealing round failed", "error", err)
+		case err == nil && st.Events > 0:
+			s.cfg.Logger.Info("sealed", "events", st.Events, "teams", st.Teams, "skipped", st.Skipped)
+		}
+		if st.More {
+			wait = 0
+		}
+		t.Reset(wait)
+	}
+}
+
+// RoundStats says what a round did.
+type RoundStats struct {
+	Events  int  // leaves appended
+	Teams   int  // teams whose log grew
+	Skipped int  // documents not sealed: changed after they were stored (_version above 1)
+	More    bool // the round stopped at RoundEvents: more are waiting
+}
+
+// shardPos is one shard of one partition: the _seq_no read up to, and its global checkpoint.
+type shardPos struct {
+	index, shard string
+	from, to     int64 // read (from, to]
+}
+
+// Round reads every partition shard's events above the sealer's marks, up to the shard's global
+// checkpoint (every operation below it is processed on every copy, so after a refresh a search sees
+// them all: an event indexed late, in any partition, is above its shard's mark), and appends them
+// to their teams' logs in the order (partition, _seq_no).
+func (s *Sealer) Round(ctx context.Context) (RoundStats, error) {
+	var stats RoundStats
+	if err := s.s.ensure(ctx); err != nil {
+		return stats, err
+	}
+	hint, err := s.s.readMarks(ctx)
+	if err != nil {
+		return stats, err
+	}
+	work, err := s.shards(ctx, hint)
+	if err != nil || len(work) == 0 {
+		return stats, err
+	}
+	var indices []string
+	for _, w := range work {
+		if !slices.Contains(indices, w.index) {
+			indices = append(indices, w.index)
+		}
+	}
+	yes := true
+	if err := s.c.Do(ctx, esapi.IndicesRefreshRequest{Index: indices, IgnoreUnavailable: &yes, AllowNoIndices: &yes}, nil); err != nil {
+		return stats, err
+	}
+	byTeam := map[string][]event{}
+	var teams []string
+	read := 0
+	for i := range work {
+		w := &work[i]
+		evs, upTo, err := s.readShard(ctx, *w, s.cfg.RoundEvents-read)
+		if err != nil {
+			return stats, err
+		}
+		read += len(evs)
+		for _, ev := range evs {
+			if ev.skip != "" {
+				stats.Skipped++
+				s.cfg.Logger.Warn("not sealed", "index", ev.index, "seq_no", ev.seq, "id", ev.docID, "reason", ev.skip)
+				continue
+			}
+			if _, ok := byTeam[ev.team]; !ok {
+				teams = append(teams, ev.team)
+			}
+			byTeam[ev.team] = append(byTeam[ev.team], ev)
+		}
+		if upTo < w.to {
+			w.to, stats.More = upTo, true
+			work = work[:i+1]
+			break
+		}
+	}
+	n, err := s.commit(ctx, teams, byTeam)
+	stats.Events, stats.Teams = n, len(teams)
+	if err != nil {
+		return stats, err
+	}
+	for _, w := range work {
+		if hint[w.index] == nil {
+			hint[w.index] = map[string]int64{}
+		}
+		hint[w.index][w.shard] = w.to
+	}
+	return stats, s.s.writeMarks(ctx, hint)
+}
+
+// shards lists the partition shards with operations above the hint, by index name and shard.
+func (s *Sealer) shards(ctx context.Context, hint marks) ([]shardPos, error) {
+	var res struct {
+		Indices map[string]struct {
+			Shards map[string][]struct {
+				Routing struct {
+					Primary bool `json:"primary"`
+				} `json:"routing"`
+				SeqNo struct {
+					GlobalCheckpoint int64 `json:"global_checkpoint"`
+				} `json:"seq_no"`
+			} `json:"shards"`
+		} `json:"indices"`
+	}
+	err := s.c.Do(ctx, esapi.IndicesStatsRequest{Index: s.c.Layout().ReadIndices(), Metric: []string{"docs"}, Level: "shards", ExpandWildcards: "open",
+		FilterPath: []string{"indices.*.shards.*.routing.primary", "indices.*.shards.*.seq_no.global_checkpoint"}}, &res)
+	if err != nil {
+		return nil, err
+	}
+	var out []shardPos
+	for index, ix := range res.Indices {
+		for shard, copies := range ix.Shards {
+			for _, cp := range copies {
+				if !cp.Routing.Primary {
+					continue
+				}
+				from, ok := hint[index][shard]
+				if !ok {
+					from = -1
+				}
+				if cp.SeqNo.GlobalCheckpoint > from {
+					out = append(out, shardPos{index: index, shard: shard, from: from, to: cp.SeqNo.GlobalCheckpoint})
+				}
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b shardPos) int {
+		if a.index != b.index {
+			return compare(a.index, b.index)
+		}
+		x, _ := strconv.Atoi(a.shard)
+		y, _ := strconv.Atoi(b.shard)
+		return x - y
+	})
+	return out, nil
+}
+
+func compare(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// event is one document read for sealing.
+type event struct {
+	index, docID string
+	seq          int64
+	team, id     string
+	hash         tlog.Hash
+	skip         string // why it is not sealed
+}
+
+// esHit is a search hit with what the sealer and the prover need of it.
+type esHit struct {
+	Index   string          `json:"_index"`
+	ID      string          `json:"_id"`
+	SeqNo   int64           `json:"_seq_no"`
+	Version int64           `json:"_version"`
+	Routing string          `json:"_routing"`
+	Source  json.RawMessage `json:"_source"`
+	Sort    []any           `json:"sort"`
+}
+
+// leaf reads a hit as a leaf: its team, its event id and its leaf hash.
+func (h esHit) leaf() (team, id string, hash tlog.Hash, err error) {
+	b, err := apiJSON(h)
+	if err != nil {
+		return "", "", tlog.Hash{}, err
+	}
+	data, err := merkle.LeafData(b)
+	if err != nil {
+		return "", "", tlog.Hash{}, err
+	}
+	var ev struct {
+		ID     string `json:"id"`
+		TeamID string `json:"team_id"`
+	}
+	if err := json.Unmarshal(data, &ev); err != nil {
+		return "", "", tlog.Hash{}, err
+	}
+	return ev.TeamID, ev.ID, merkle.LeafHash(data), nil
+}
+
+// apiJSON is the hit as the API returns it.
+func apiJSON(h esHit) ([]byte, error) {
+	api, err := document.ToAPI(document.Hit{ID: h.ID, Source: h.Source})
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(api)
+}
+
+// readShard reads a shard's events in (from, to], at most max, in _seq_no order; upTo is the
+// _seq_no read up to (to, or less when max stopped it).
+func (s *Sealer) readShard(ctx context.Context, w shardPos, max int) ([]event, int64, error) {
+	const page = 2000
+	var out []event
+	after := w.from
+	for {
+		size := min(page, max-len(out))
+		if size <= 0 {
+			return out, after, nil
+		}
+		body, _ := json.Marshal(map[string]any{
+			"size": size, "seq_no_primary_term": true, "version": true, "track_total_hits": false,
+			"query": map[string]any{"range": map[string]any{"_seq_no": map[string]any{"gt": after, "lte": w.to}}},
+			"sort":  []any{map[string]any{"_seq_no": "asc"}},
+		})
+		var res struct {
+			Hits struct {
+				Hits []esHit `json:"hits"`
+			} `json:"hits"`
+		}
+		if err := s.c.Do(ctx, esapi.SearchRequest{Index: []string{w.index}, Preference: "_shards:" + w.shard, Body: bytes.NewReader(body)}, &res); err != nil {
+			if errors.Is(err, query.ErrNoTeam) { // the partition was deleted meanwhile
+				return out, w.to, nil
+			}
+			return nil, 0, err
+		}
+		for _, h := range res.Hits.Hits {
+			ev := event{index: h.Index, docID: h.ID, seq: h.SeqNo}
+			var err error
+			ev.team, ev.id, ev.hash, err = h.leaf()
+			switch {
+			case err != nil:
+				ev.skip = "unreadable: " + err.Error()
+			case h.Version > 1:
+				ev.skip = "changed after it was stored"
+			case audit.CheckTeamID(ev.team) != nil || h.Routing != ev.team:
+				ev.skip = "its team is not its routing"
+			}
+			out = append(out, ev)
+			after = h.SeqNo
+		}
+		if len(res.Hits.Hits) < size {
+			return out, w.to, nil
+		}
+	}
+}
+
+// commit appends each team's events to its log: read the states, extend them, sign, write each
+// only if unchanged; a team whose state changed meanwhile (another sealer) is read and extended
+// again, its events already sealed left out.
+func (s *Sealer) commit(ctx context.Context, teams []string, byTeam map[string][]event) (int, error) {
+	appended := 0
+	for attempt := 0; len(teams) > 0; attempt++ {
+		if attempt == 20 {
+			return appended, fmt.Errorf("seal: %d teams' states kept changing under this sealer", len(teams))
+		}
+		states, err := s.s.readStates(ctx, teams)
+		if err != nil {
+			return appended, err
+		}
+		now := s.cfg.Now().UTC()
+		var items []bulkItem
+		var next []*state
+		var added []int
+		for _, team := range teams {
+			st := states[team]
+			if err := s.flushTiles(ctx, team, st); err != nil {
+				return appended, err
+			}
+			n, err := s.extend(team, st, byTeam[team], now)
+			if err != nil {
+				return appended, err
+			}
+			items = append(items, stateItem(team, st))
+			next, added = append(next, st), append(added, n)
+		}
+		status, err := s.s.bulk(ctx, items, "")
+		if err != nil {
+			return appended, err
+		}
+		var again []string
+		for i, team := range teams {
+			if status[i] == http.StatusConflict {
+				again = append(again, team)
+				continue
+			}
+			appended += added[i]
+			if s.cfg.afterCommit != nil {
+				if err := s.cfg.afterCommit(team); err != nil {
+					return appended, err
+				}
+			}
+			if err := s.afterCommit(ctx, team, next[i]); err != nil {
+				return appended, err
+			}
+		}
+		teams = again
+	}
+	return appended, nil
+}
+
+// extend appends the events above the team's marks to its state and signs the new tree head; it
+// returns how many leaves it added.
+func (s *Sealer) extend(team string, st *state, evs []event, now time.Time) (int, error) {
+	n := 0
+	for _, ev := range evs {
+		if m, ok := st.Marks[ev.index]; ok && ev.seq <= m {
+			continue // sealed already, by this sealer's earlier try or another sealer
+		}
+		var full *tlog.Hash
+		st.Edge, full = edge(st.Edge).appendLeaf(st.Size, ev.hash)
+		st.Size++
+		st.Pending.add(ev.index, ev.seq, ev.id)
+		if full != nil {
+			st.Done = append(st.Done, *full)
+		}
+		st.Marks[ev.index] = ev.seq
+		n++
+	}
+	cp, err := merkle.Sign(merkle.Checkpoint{Origin: merkle.Origin(s.cfg.Origin, team), Size: st.Size, Root: st.root()}, s.cfg.Signers...)
+	if err != nil {
+		return 0, err
+	}
+	st.Checkpoint, st.SealedAt = string(cp), now
+	return n, nil
+}
+
+// flushTiles writes the tile documents of a state's full tiles and takes them out of the state
+// (the caller writes it). Tiles follow from a state already written, so whoever writes one writes
+// the same document.
+func (s *Sealer) flushTiles(ctx context.Context, team string, st *state) error {
+	if len(st.Done) == 0 {
+		return nil
+	}
+	var items []bulkItem
+	for j, h := range st.Done {
+		k := st.Tiles + int64(j)
+		t := tile{Hash: h, refs: st.Pending.slice(j*TileLeaves, (j+1)*TileLeaves)}
+		items = append(items, bulkItem{op: "index", id: tileID(team, k), seqNo: -1, doc: tileDoc(team, k, t)})
+	}
+	if _, err := s.s.bulk(ctx, items, "wait_for"); err != nil {
+		return err
+	}
+	full := len(st.Done) * TileLeaves
+	st.Pending = st.Pending.slice(full, st.Pending.len())
+	st.Tiles += int64(len(st.Done))
+	st.Done = nil
+	return nil
+}
+
+// afterCommit writes what follows from a written state: its full tiles (and the state without
+// them), and the day's checkpoint of the team's history.
+func (s *Sealer) afterCommit(ctx context.Context, team string, st *state) error {
+	day := bulkItem{op: "index", id: dayID(team, st.SealedAt), seqNo: -1, doc: doc{Kind: "checkpoint", Team: team,
+		Body: map[string]any{"checkpoint": st.Checkpoint, "size": st.Size, "sealed_at": st.SealedAt}}}
+	if _, err := s.s.bulk(ctx, []bulkItem{day}, ""); err != nil {
+		return err
+	}
+	if len(st.Done) == 0 {
+		return nil
+	}
+	fresh, err := s.s.readStates(ctx, []string{team})
+	if err != nil {
+		return err
+	}
+	cur := fresh[team]
+	if cur.Size != st.Size {
+		return nil // another sealer went on from it, and takes its tiles out
+	}
+	if err := s.flushTiles(ctx, team, cur); err != nil {
+		return err
+	}
+	_, err = s.s.bulk(ctx, []bulkItem{stateItem(team, cur)}, "")
+	return err // a conflict is another sealer's newer state: it flushes the tiles itself
+}
