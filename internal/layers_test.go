@@ -18,7 +18,8 @@ var allowed = map[string][]string{
 	"internal/document":  {"audit", "internal/shared/"},
 	"internal/query":     {"audit", "internal/shared/", "internal/document"},
 	"internal/recorder":  {"audit", "auditlog", "internal/shared/", "internal/document", "internal/query", "processor/auditprocessor", "exporter/auditelasticsearchexporter"},
-	"internal/tenantapi": {"audit", "auditlog", "internal/shared/", "internal/document", "internal/query", "internal/recorder"},
+	"internal/seal":      {"audit", "internal/shared/", "internal/document", "internal/query"},
+	"internal/tenantapi": {"audit", "auditlog", "internal/shared/", "internal/document", "internal/query", "internal/recorder", "internal/seal"},
 	"internal/importer":  {"audit", "auditlog", "internal/shared/", "internal/document", "internal/query", "internal/recorder"},
 	"internal/testrig/":  {"audit", "auditlog", "internal/shared/", "internal/document", "internal/testrig/"},
 }

@@ -195,7 +195,9 @@ func (s *Store) readStates(ctx context.Context, teams []string) (map[string]*sta
 	}
 	out := make(map[string]*state, len(teams))
 	for i, d := range res.Docs {
-		if len(d.Error) > 0 {
+		if len(d.Error) > 0 && bytes.Contains(d.Error, []byte("index_not_found_exception")) {
+			d.Found = false // nothing sealed yet
+		} else if len(d.Error) > 0 {
 			return nil, fmt.Errorf("seal: reading %s: %s", d.ID, d.Error)
 		}
 		st := &state{seqNo: -1, primaryTerm: -1, Marks: map[string]int64{}}

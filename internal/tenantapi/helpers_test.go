@@ -21,7 +21,9 @@ import (
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/auditlog"
 	"github.com/auditpipe/auditpipe/internal/query"
+	"github.com/auditpipe/auditpipe/internal/seal"
 	"github.com/auditpipe/auditpipe/internal/shared/layout"
+	"github.com/auditpipe/auditpipe/internal/shared/merkle"
 	"github.com/auditpipe/auditpipe/internal/testrig/esinspect"
 	"github.com/auditpipe/auditpipe/internal/testrig/estest"
 )
@@ -34,6 +36,9 @@ type apiEnv struct {
 	keys *Keys
 	rec  *recorder.Recorder
 	url  string
+	// The teams' signed logs: a sealer with its own key, run by seal().
+	sealer   *seal.Sealer
+	verifier string
 
 	mu     sync.Mutex
 	frozen time.Time     // when set, the server's clock stands here (plus offset)
@@ -52,10 +57,31 @@ func newAPI(t *testing.T, rate float64) *apiEnv {
 	require.NoError(t, err)
 	t.Cleanup(rec.Close)
 	e := &apiEnv{t: t, c: c, keys: keys, rec: rec}
-	srv := httptest.NewServer(New(Config{Client: c, Keys: keys, Recorder: rec, RateLimit: rate, Now: e.now}))
+	store, err := seal.NewStore(c, prefix+"seal")
+	require.NoError(t, err)
+	skey, vkey, err := merkle.GenerateKey("audit.test")
+	require.NoError(t, err)
+	signers, err := seal.Signers([]byte(skey))
+	require.NoError(t, err)
+	e.sealer, err = seal.New(seal.Config{Store: store, Origin: "audit.test", Signers: signers})
+	require.NoError(t, err)
+	e.verifier = vkey
+	srv := httptest.NewServer(New(Config{Client: c, Keys: keys, Recorder: rec, RateLimit: rate, Now: e.now, Seal: seal.NewLog(store), VerifierKeys: []string{vkey}}))
 	t.Cleanup(srv.Close)
 	e.url = srv.URL
 	return e
+}
+
+// seal runs the sealer until every stored event is sealed.
+func (e *apiEnv) seal() {
+	e.t.Helper()
+	for {
+		st, err := e.sealer.Round(context.Background())
+		require.NoError(e.t, err)
+		if !st.More {
+			return
+		}
+	}
 }
 
 func (e *apiEnv) now() time.Time {

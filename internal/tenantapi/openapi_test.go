@@ -86,6 +86,10 @@ func TestOpenAPIDocumentMatchesTheServer(t *testing.T) {
 	export, _ := e.mint("381", 0, ScopeExport)
 	p := e.page(both, "limit=5")
 	cursor := url.QueryEscape(*p.NextCursor)
+	status, h, body := e.get(read, "/v1/checkpoint")
+	require.Equal(t, 404, status, "%s", body) // not sealed yet
+	checkAnswer(t, doc, "/v1/checkpoint", status, h, body)
+	e.seal()
 	checks := []struct {
 		token, path, pattern string
 		status               int
@@ -109,12 +113,23 @@ func TestOpenAPIDocumentMatchesTheServer(t *testing.T) {
 		{export, "/v1/export?format=pdf", "/v1/export", 400},
 		{read, "/v1/export", "/v1/export", 403},
 		{"apk_x", "/v1/export", "/v1/export", 401},
+		{read, "/v1/checkpoint", "/v1/checkpoint", 200},
+		{export, "/v1/checkpoint", "/v1/checkpoint", 403},
+		{read, "/v1/checkpoint?x=1", "/v1/checkpoint", 400},
+		{read, "/v1/events/" + evs[3].ID + "/proof", "/v1/events/{id}/proof", 200},
+		{read, "/v1/events/nope/proof", "/v1/events/{id}/proof", 404},
+		{read, "/v1/checkpoint/consistency?from=3", "/v1/checkpoint/consistency", 200},
+		{read, "/v1/checkpoint/consistency?from=0", "/v1/checkpoint/consistency", 400},
+		{read, "/v1/checkpoint/consistency?from=100000", "/v1/checkpoint/consistency", 400},
+		{export, "/v1/export?format=bundle", "/v1/export", 200},
+		{export, "/v1/export?format=bundle&action=job_*", "/v1/export", 400},
 		{read, "/v1/actions", "/v1/actions", 200},
 		{export, "/v1/actions", "/v1/actions", 403},
 		{read, "/v1/actions?limit=1", "/v1/actions", 400},
 		{"", "/v1/actions", "/v1/actions", 401},
 	}
 	for _, c := range checks {
+		e.advance(time.Second) // within each key's rate
 		status, h, body := e.get(c.token, c.path)
 		require.Equal(t, c.status, status, "%s: %s", c.path, body)
 		checkAnswer(t, doc, c.pattern, status, h, body)
@@ -133,7 +148,7 @@ func TestOpenAPIDocumentMatchesTheServer(t *testing.T) {
 	// documented enum value is served.
 	e.advance(time.Hour)
 	limit := resolve(doc, parameter(t, doc, "/v1/events", "limit")["schema"]).(map[string]any)
-	status, _, _ := e.get(both, "/v1/events?limit="+fmt.Sprint(limit["maximum"]))
+	status, _, _ = e.get(both, "/v1/events?limit="+fmt.Sprint(limit["maximum"]))
 	assert.Equal(t, 200, status)
 	for _, c := range []struct{ path, param string }{{"/v1/events", "order"}, {"/v1/export", "format"}} {
 		for _, v := range resolve(doc, parameter(t, doc, c.path, c.param)["schema"]).(map[string]any)["enum"].([]any) {

@@ -21,6 +21,7 @@ import (
 	"github.com/auditpipe/auditpipe/internal/document"
 	"github.com/auditpipe/auditpipe/internal/query"
 	"github.com/auditpipe/auditpipe/internal/recorder"
+	"github.com/auditpipe/auditpipe/internal/seal"
 )
 
 //go:embed openapi.json
@@ -44,6 +45,8 @@ type Config struct {
 	// VerifierKeys are the keys that sign the teams' Merkle log checkpoints, served to anyone at
 	// GET /v1/verifier-keys (merkle.VerifierKeys' form; none: 404).
 	VerifierKeys []string
+	// Seal serves the teams' signed logs (GET /v1/checkpoint, proofs, bundles); nil: those answer 404.
+	Seal *seal.Log
 }
 
 // Server serves the audit log API.
@@ -94,6 +97,9 @@ func (s *Server) routes() []route {
 	return []route{
 		{"/v1/events", ScopeRead, eventsParams, s.events},
 		{"/v1/events/{id}", ScopeRead, nil, s.event},
+		{"/v1/events/{id}/proof", ScopeRead, nil, s.proof},
+		{"/v1/checkpoint", ScopeRead, nil, s.checkpoint},
+		{"/v1/checkpoint/consistency", ScopeRead, consistencyParams, s.consistency},
 		{"/v1/export", ScopeExport, exportParams, s.export},
 		{"/v1/actions", ScopeRead, nil, s.actions},
 		{"/v1/verifier-keys", "", nil, s.verifierKeys},
@@ -408,8 +414,10 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request, v url.Values, ke
 	case "", "csv":
 	case "ndjson":
 		name, format, contentType = "ndjson", query.Events, "application/x-ndjson"
+	case "bundle":
+		return s.exportBundle(w, r, l, key)
 	default:
-		return badParam("format", "%q: use csv or ndjson", v.Get("format"))
+		return badParam("format", "%q: use csv, ndjson or bundle", v.Get("format"))
 	}
 	h := w.Header()
 	x := recorder.Export{
