@@ -149,9 +149,11 @@ type tile struct {
 	refs
 }
 
-func stateID(team string) string          { return "state:" + team }
-func tileID(team string, k int64) string  { return fmt.Sprintf("tile:%s:%d", team, k) }
-func dayID(team string, t time.Time) string { return "checkpoint:" + team + ":" + t.UTC().Format(time.DateOnly) }
+func stateID(team string) string         { return "state:" + team }
+func tileID(team string, k int64) string { return fmt.Sprintf("tile:%s:%d", team, k) }
+func dayID(team string, t time.Time) string {
+	return "checkpoint:" + team + ":" + t.UTC().Format(time.DateOnly)
+}
 
 // doc is a document of the index.
 type doc struct {

@@ -36,13 +36,13 @@ type Problem struct {
 
 // Report is the outcome of a verification, as `auditctl verify` prints it.
 type Report struct {
-	Team     string    `json:"team"`
-	Origin   string    `json:"origin"`
-	Size     int64     `json:"size"`
-	Root     string    `json:"root"`
-	SignedBy []string  `json:"signed_by"`
-	Events   int       `json:"events"`
-	Expired  int64     `json:"expired"`
+	Team     string   `json:"team"`
+	Origin   string   `json:"origin"`
+	Size     int64    `json:"size"`
+	Root     string   `json:"root"`
+	SignedBy []string `json:"signed_by"`
+	Events   int      `json:"events"`
+	Expired  int64    `json:"expired"`
 	// Unsealed counts, in a check of a team's log in the cluster, the team's events stored after the
 	// checkpoint: not yet sealed, not a failure.
 	Unsealed int64     `json:"unsealed,omitempty"`
