@@ -21,12 +21,13 @@ otelcol-audit: writing to $ES_URL: monthly partitions shared by the teams (audit
 otelcol-audit: persistent queue in $AUDIT_STORAGE_DIR; health at http://${HEALTH_ENDPOINT:-127.0.0.1:13133}/; profiles at http://${PPROF_ENDPOINT:-127.0.0.1:1777}/debug/pprof/
 auditapi:      the audit log API at http://$AUDITAPI_LISTEN/v1/ (see /v1/openapi.json); mint a key with
                go run ./cmd/auditctl keys create --team <team> --scope read --operator <you>; its log in _data/auditapi.log
-auditapi:      verifier keys of the signed logs at http://$AUDITAPI_LISTEN/v1/verifier-keys, from $verifier_keys;
+auditapi:      seals every team's log within a minute (GET /v1/checkpoint, /v1/events/<id>/proof, /v1/export?format=bundle);
+               verifier keys at http://$AUDITAPI_LISTEN/v1/verifier-keys, from $verifier_keys;
                the signer key is $seal_key (development; AUDIT_SEAL_KEY names another)
 otelcol-audit: send the specification's sample with \`make demo\`; Ctrl-C stops everything
 MSG
 # The API reads the index names and the layout from the collector's configuration.
-_build/auditapi --config config.example.yaml --verifier-keys "$verifier_keys" >>_data/auditapi.log 2>&1 &
+_build/auditapi --config config.example.yaml --verifier-keys "$verifier_keys" --seal-key "$seal_key" >>_data/auditapi.log 2>&1 &
 api=$!
 trap 'kill $api 2>/dev/null || true; wait $api 2>/dev/null || true' EXIT
 _build/otelcol-audit --config config.example.yaml

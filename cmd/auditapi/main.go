@@ -2,7 +2,7 @@
 // key an operator minted with `auditctl keys create`. See /v1/openapi.json.
 //
 //	auditapi [--listen 127.0.0.1:8090] [--es-url URL] [--config collector.yaml] [--rate-limit 10]
-//	         [--tls-cert FILE --tls-key FILE] [--verifier-keys FILE]
+//	         [--tls-cert FILE --tls-key FILE] [--verifier-keys FILE] [--seal-key FILE] [--seal-index auditseal]
 //
 // It reads where the collector writes: with --config (AUDIT_COLLECTOR_CONFIG) the index names, the
 // layout and the catalog come from the collector's configuration; without, the exporter's defaults
@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/auditpipe/auditpipe/internal/recorder"
+	"github.com/auditpipe/auditpipe/internal/seal"
 	"github.com/auditpipe/auditpipe/internal/shared/merkle"
 	"github.com/auditpipe/auditpipe/internal/tenantapi"
 )
@@ -49,6 +50,8 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 	key := fs.String("tls-key", "", "PEM private key file of --tls-cert")
 	verifierKeys := fs.String("verifier-keys", recorder.Env("AUDITAPI_VERIFIER_KEYS", ""), "file of the verifier keys that sign the teams' Merkle logs, one per line, served at GET /v1/verifier-keys (AUDITAPI_VERIFIER_KEYS)")
 	keysIndex := tenantapi.KeysIndexFlag(fs)
+	sealIndex := seal.IndexFlag(fs)
+	sealer := seal.RegisterSealerFlags(fs, "the signer key file (auditctl seal keygen): this server also seals every team's log")
 	connect := recorder.RegisterFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -88,6 +91,19 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 	if err != nil {
 		return err
 	}
+	store, err := seal.NewStore(c, *sealIndex)
+	if err != nil {
+		return fmt.Errorf("--seal-index: %w", err)
+	}
+	if sealer.Enabled() {
+		sl, err := sealer.Sealer(store)
+		if err != nil {
+			return err
+		}
+		sl.SetLogger(log)
+		go sl.Run(ctx)
+		log.Info("sealing every team's log", "index", store.Index(), "interval", sealer.Interval.String())
+	}
 	rec, err := recorder.New(ctx, c, pcfg)
 	if err != nil {
 		return fmt.Errorf("starting the recorder of access events: %w", err)
@@ -95,7 +111,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 	defer rec.Close()
 
 	srv := &http.Server{
-		Handler:           tenantapi.New(tenantapi.Config{Client: c, Keys: keys, Recorder: rec, RateLimit: *rate, Logger: log, VerifierKeys: vkeys}),
+		Handler:           tenantapi.New(tenantapi.Config{Client: c, Keys: keys, Recorder: rec, RateLimit: *rate, Logger: log, VerifierKeys: vkeys, Seal: seal.NewLog(store)}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       2 * time.Minute,

@@ -17,6 +17,7 @@ import (
 	"github.com/auditpipe/auditpipe/auditlog"
 	"github.com/auditpipe/auditpipe/internal/query"
 	"github.com/auditpipe/auditpipe/internal/recorder"
+	"github.com/auditpipe/auditpipe/internal/seal"
 )
 
 func export(ctx context.Context, fs *flag.FlagSet, connect *recorder.Flags, args []string, stdout, stderr io.Writer) error {
@@ -26,7 +27,8 @@ func export(ctx context.Context, fs *flag.FlagSet, connect *recorder.Flags, args
 	var actions multi
 	fs.Var(&actions, "action", "action name or pattern with * and ? (repeatable; any matches)")
 	actor := fs.String("actor", "", "only events of this actor id")
-	format := fs.String("format", "csv", "csv, ndjson (the stored documents) or events (NDJSON of the audit log API's events)")
+	format := fs.String("format", "csv", "csv, ndjson (the stored documents), events (NDJSON of the audit log API's events) or bundle (the signed log, to verify offline: docs/integrity.md)")
+	sealIndex := seal.IndexFlag(fs)
 	out := fs.String("out", "", "output file (default standard output)")
 	operator := operatorFlag(fs, "who runs the export, recorded in the team's log")
 	reason := fs.String("reason", "", "why, e.g. the on-call ticket; recorded with the export")
@@ -40,7 +42,11 @@ func export(ctx context.Context, fs *flag.FlagSet, connect *recorder.Flags, args
 	if *operator == "" {
 		return errors.New("export: --operator is required (or AUDITCTL_OPERATOR): exports are recorded in the team's log")
 	}
-	if err := query.Format(*format).Check(); err != nil {
+	bundle := *format == "bundle"
+	if bundle && (*since != "" || *until != "" || len(actions) > 0 || *actor != "") {
+		return errors.New("--format bundle: a bundle is the team's whole signed log; it takes no --since, --until, --action or --actor")
+	}
+	if err := query.Format(*format).Check(); err != nil && !bundle {
 		return fmt.Errorf("--format: %w", err)
 	}
 	now := time.Now()
@@ -74,6 +80,17 @@ func export(ctx context.Context, fs *flag.FlagSet, connect *recorder.Flags, args
 		return err
 	}
 	defer rec.Close()
+	var sealed *seal.Log
+	if bundle {
+		store, err := seal.NewStore(c, *sealIndex)
+		if err != nil {
+			return fmt.Errorf("--seal-index: %w", err)
+		}
+		sealed = seal.NewLog(store)
+		if _, err := sealed.Checkpoint(ctx, *team); err != nil {
+			return err // nothing to export, nothing recorded
+		}
+	}
 	x := recorder.Export{
 		Client: c, Filter: f, Format: query.Format(*format), Metadata: md,
 		Record: func(ctx context.Context, md map[string]any) (string, error) {
@@ -111,6 +128,9 @@ func export(ctx context.Context, fs *flag.FlagSet, connect *recorder.Flags, args
 	var bar query.Progress
 	if *progress == "on" || (*progress == "auto" && isTerminal(stderr)) {
 		bar = &progressBar{w: stderr}
+	}
+	if bundle {
+		x.Write = func(ctx context.Context, w io.Writer) (int64, error) { return sealed.WriteBundle(ctx, *team, w) }
 	}
 	res, err := x.Run(ctx, w, bar)
 	if bar != nil && res.StartID != "" {

@@ -16,7 +16,9 @@
 //	auditctl import --file history.csv [--file …] --format csv|ndjson --operator you@example.com
 //	                [--team T] [--column NAME=FIELD]... [--dry-run] [--report FILE] [--json]
 //	auditctl seal keygen --name audit.example.com [--out audit-seal.key]
+//	auditctl seal run --seal-key FILE [--seal-interval 10s] [--once]
 //	auditctl verify --bundle FILE --key VERIFIER_KEY|FILE [--pinned CHECKPOINT_FILE]
+//	auditctl verify --team T --key VERIFIER_KEY|FILE [--pinned CHECKPOINT_FILE]
 //
 // Connection settings come from flags or the environment: ES_URL, ES_USER, ES_PASSWORD, ES_API_KEY,
 // ES_CA_FILE, AUDIT_INDEX_PREFIX, AUDIT_QUARANTINE_INDEX (the same names config.example.yaml uses).
@@ -56,9 +58,11 @@ Commands:
   import   store the audit history kept before this pipeline (CSV or NDJSON files) in the teams' logs
   keys create|list|revoke
            the keys customers use to read their own team's log through the audit log API (auditapi)
-  seal keygen
-           a key to sign the teams' Merkle log checkpoints with, and the verifier key customers pin
-  verify   check a team's log bundle against its signed checkpoint, offline; a JSON report
+  seal keygen|run
+           a key to sign the teams' Merkle log checkpoints with, and the verifier key customers pin;
+           a sealer that signs every team's log (auditapi --seal-key runs one too)
+  verify   check a team's log bundle against its signed checkpoint, offline, or (--team) a team's
+           events in the cluster; a JSON report
 
 Run 'auditctl <command> --help' for a command's flags.
 `
@@ -89,12 +93,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "kibana":
 		return kibana(ctx, fs, args, stdout)
 	case "seal":
-		return sealCmd(fs, args, stdout, stderr)
-	case "verify":
-		return verifyCmd(fs, args, stdout)
+		return sealCmd(ctx, fs, args, stdout, stderr)
 	}
 	connect := recorder.RegisterFlags(fs)
 	switch cmd {
+	case "verify":
+		return verifyCmd(ctx, fs, connect, args, stdout)
 	case "export":
 		return export(ctx, fs, connect, args, stdout, stderr)
 	case "teams":

@@ -85,6 +85,9 @@ func New(cfg Config) (*Sealer, error) {
 	return &Sealer{cfg: cfg, c: cfg.Store.c, s: cfg.Store}, nil
 }
 
+// SetLogger sets where the sealer logs its rounds.
+func (s *Sealer) SetLogger(l *slog.Logger) { s.cfg.Logger = l }
+
 // Signers reads signer keys (note's PRIVATE+KEY+... form), one per line of text.
 func Signers(text []byte) ([]note.Signer, error) {
 	var out []note.Signer

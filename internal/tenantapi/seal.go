@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/auditpipe/auditpipe/audit"
 	"github.com/auditpipe/auditpipe/internal/query"
+	"github.com/auditpipe/auditpipe/internal/recorder"
 	"github.com/auditpipe/auditpipe/internal/seal"
 )
 
@@ -131,27 +133,20 @@ func (s *Server) exportBundle(w http.ResponseWriter, r *http.Request, l listing,
 		return s.sealError("reading the checkpoint", err)
 	}
 	cancel()
-	startID, e := s.recordAccess(r, key, audit.ActionDataExport, map[string]any{"format": "bundle", "state": "started"})
-	if e != nil {
-		return e
-	}
-	noteAccess(w, startID)
 	h := w.Header()
-	h.Set("Content-Type", BundleContentType)
-	h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="team-%s-auditlog.bundle.ndjson"`, key.TeamID))
-	h.Set("Trailer", "X-Export-Events, X-Export-Status")
-	w.WriteHeader(http.StatusOK)
-	n, err := s.cfg.Seal.WriteBundle(r.Context(), key.TeamID, &deadlineWriter{w: w, rc: http.NewResponseController(w), d: s.cfg.WriteTimeout})
-	md := map[string]any{"format": "bundle", "state": "completed", "events": n, "started_event_id": startID}
-	h.Set("X-Export-Events", strconv.FormatInt(n, 10))
-	h.Set("X-Export-Status", "complete")
-	if err != nil {
-		md["state"], md["error"] = "failed", err.Error()
-		h.Set("X-Export-Status", "incomplete")
-		s.log.Warn("bundle export ended early", "key", key.ID, "events", n, "error", err)
+	x := recorder.Export{
+		Metadata: map[string]any{"format": "bundle"},
+		Record:   s.recordExport(r, key),
+		Started: func(startID string) {
+			noteAccess(w, startID)
+			h.Set("Content-Type", BundleContentType)
+			h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="team-%s-auditlog.bundle.ndjson"`, key.TeamID))
+			h.Set("Trailer", "X-Export-Events, X-Export-Status")
+			w.WriteHeader(http.StatusOK)
+		},
+		Write: func(ctx context.Context, out io.Writer) (int64, error) {
+			return s.cfg.Seal.WriteBundle(ctx, key.TeamID, out)
+		},
 	}
-	if _, e := s.recordAccess(r, key, audit.ActionDataExport, md); e != nil {
-		s.log.Error("recording the end of an export failed", "key", key.ID, "started_event_id", startID)
-	}
-	return nil
+	return s.runExport(w, r, key, x)
 }

@@ -423,13 +423,7 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request, v url.Values, ke
 	x := recorder.Export{
 		Client: s.cfg.Client, Filter: l.filter(key.TeamID), Format: format,
 		Metadata: map[string]any{"format": name, "filters": l.metadata()},
-		Record: func(_ context.Context, md map[string]any) (string, error) {
-			id, e := s.recordAccess(r, key, audit.ActionDataExport, md)
-			if e != nil {
-				return "", e
-			}
-			return id, nil
-		},
+		Record:   s.recordExport(r, key),
 		Started: func(startID string) {
 			noteAccess(w, startID)
 			h.Set("Content-Type", contentType)
@@ -438,6 +432,23 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request, v url.Values, ke
 			w.WriteHeader(http.StatusOK)
 		},
 	}
+	return s.runExport(w, r, key, x)
+}
+
+// recordExport records an export's data_export events as the request's accesses.
+func (s *Server) recordExport(r *http.Request, key *Key) func(context.Context, map[string]any) (string, error) {
+	return func(_ context.Context, md map[string]any) (string, error) {
+		id, e := s.recordAccess(r, key, audit.ActionDataExport, md)
+		if e != nil {
+			return "", e
+		}
+		return id, nil
+	}
+}
+
+// runExport runs a recorded export to the client, and says in the trailers whether it is whole.
+func (s *Server) runExport(w http.ResponseWriter, r *http.Request, key *Key, x recorder.Export) *apiError {
+	h := w.Header()
 	res, err := x.Run(r.Context(), &deadlineWriter{w: w, rc: http.NewResponseController(w), d: s.cfg.WriteTimeout}, nil)
 	var notRecorded *apiError
 	if errors.As(err, &notRecorded) && res.StartID == "" {
