@@ -146,7 +146,6 @@ func indexOf(t *testing.T, conn []string, ev audit.Event) string {
 	return lay.Index(ev.TeamID, ev.Time)
 }
 
-
 // newSealLog reads the signed logs with the flags given to auditctl.
 func newSealLog(flags []string) (*sealpkg.Log, error) {
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)
