@@ -111,7 +111,7 @@ func TestVerifyReportsTamperingAndFails(t *testing.T) {
 	assert.Equal(t, merkle.ProblemSignature, r.Problems[0].Code)
 
 	err = run(context.Background(), []string{"verify", "--bundle", file}, new(bytes.Buffer), new(bytes.Buffer))
-	assert.ErrorContains(t, err, "--bundle and --key are required")
+	assert.ErrorContains(t, err, "--key and one of --bundle or --team are required")
 	err = run(context.Background(), []string{"verify", "--bundle", file, "--key", "/nonexistent"}, new(bytes.Buffer), new(bytes.Buffer))
 	assert.ErrorContains(t, err, "--key")
 }

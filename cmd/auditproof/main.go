@@ -57,8 +57,8 @@ type env struct {
 }
 
 func main() {
-	if len(os.Args) < 2 || !slices.Contains([]string{"reliability", "load", "footprint", "api", "import"}, os.Args[1]) {
-		fmt.Fprintln(os.Stderr, "usage: auditproof reliability|load|footprint|api|import [-short] [-es-port 9250]")
+	if len(os.Args) < 2 || !slices.Contains([]string{"reliability", "load", "footprint", "api", "import", "seal"}, os.Args[1]) {
+		fmt.Fprintln(os.Stderr, "usage: auditproof reliability|load|footprint|api|import|seal [-short] [-es-port 9250]")
 		os.Exit(2)
 	}
 	fs := flag.NewFlagSet("auditproof "+os.Args[1], flag.ExitOnError)
@@ -99,6 +99,8 @@ func main() {
 		}
 	case "footprint":
 		ok = footprint(e)
+	case "seal":
+		ok = sealBench(e)
 	case "api":
 		if e.teams == 0 {
 			e.teams = 1000

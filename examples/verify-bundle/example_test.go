@@ -115,7 +115,7 @@ func TestThePythonExampleVerifiesOurBundles(t *testing.T) {
 	// Retention removed the first 5 events; the removal is signed.
 	expiry, err := merkle.SignExpiry(merkle.Expiry{Origin: "audit.example.com/191796", Size: 5, Root: merkle.Root(l.hashes[:5]), At: time.Now()}, l.signer)
 	require.NoError(t, err)
-	report, ok = verify(t, py, l.write(t, merkle.Bundle{Checkpoint: l.checkpoint(t, 25), Expiry: expiry, Hashes: l.hashes, Events: l.events[5:]}), l.verifier)
+	report, ok = verify(t, py, l.write(t, merkle.Bundle{Checkpoint: l.checkpoint(t, 25), Expiry: expiry, Edge: merkle.EdgeOf(l.hashes[:5]), Hashes: l.hashes[5:], Events: l.events[5:]}), l.verifier)
 	assert.True(t, ok, "%v", report)
 	assert.Equal(t, float64(5), report["expired"])
 }

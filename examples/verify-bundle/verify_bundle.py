@@ -5,7 +5,9 @@
     python3 verify_bundle.py BUNDLE VERIFIER_KEY [PINNED_CHECKPOINT_FILE]
 
 It follows docs/integrity.md: the bundle's first line is a header holding the signed checkpoint
-(a C2SP signed note) and the hashes of every leaf; each further line is one event's leaf data. It
+(a C2SP signed note) and the hashes of every leaf (when retention removed the first leaves: a
+signed expiry statement, the edge of those leaves and the hashes of the rest); each further line is
+one event's leaf data. It
 prints a JSON report and exits 0 when the bundle verifies, 1 when it does not.
 """
 import base64
@@ -61,6 +63,35 @@ def root(hashes: list) -> bytes:
     return hashlib.sha256(b"\x01" + root(hashes[:k]) + root(hashes[k:])).digest()
 
 
+def node(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def root_after(edge: list, first: int, hashes: list) -> bytes:
+    """The root of the tree whose first leaves are given by their edge (the hashes of the complete
+    subtrees of [0, first), largest first) and the rest by their leaf hashes."""
+    stack, n = list(edge), first
+    for h in hashes:
+        stack.append(h)
+        m = n
+        while m & 1:  # each trailing one bit: a subtree of the same height to merge with
+            right = stack.pop()
+            stack.append(node(stack.pop(), right))
+            m >>= 1
+        n += 1
+    if not stack:
+        return hashlib.sha256(b"").digest()
+    r = stack[-1]
+    for h in reversed(stack[:-1]):
+        r = node(h, r)
+    return r
+
+
+def split(b64: str) -> list:
+    raw = base64.b64decode(b64)
+    return [raw[i:i + 32] for i in range(0, len(raw), 32)]
+
+
 def checkpoint(text: str):
     origin, size, root_b64 = text.split("\n")[:3]
     return origin, int(size), base64.b64decode(root_b64)
@@ -73,27 +104,28 @@ def verify(bundle_path: str, verifier_key: str, pinned_path: str = None) -> dict
         lines = [line.rstrip(b"\n") for line in f]
     origin, size, signed_root = checkpoint(open_note(header["checkpoint"].encode(), verifier_key))
     team = origin.rsplit("/", 1)[1]
-    raw = base64.b64decode(header["hashes"])
-    hashes = [raw[i:i + 32] for i in range(0, len(raw), 32)]
+    hashes = split(header["hashes"])  # the leaves [expired, size)
     report = {"team": team, "size": size, "verified": False, "problems": problems}
-    if len(hashes) != size or root(hashes) != signed_root:
-        problems.append({"code": "ROOT_MISMATCH", "index": None, "id": None, "detail": "the leaf hashes do not make the signed root"})
-        return report
-    expired = 0
+    expired, edge = 0, []
     if "expiry" in header:
         lines_ = open_note(header["expiry"].encode(), verifier_key).split("\n")
-        if lines_[0] != origin or lines_[1] != "expired" or root(hashes[:int(lines_[2])]) != base64.b64decode(lines_[3]):
+        edge = split(header["edge"])
+        if lines_[0] != origin or lines_[1] != "expired" or root_after(edge, 0, []) != base64.b64decode(lines_[3]) \
+                or len(edge) != bin(int(lines_[2])).count("1"):
             problems.append({"code": "ROOT_MISMATCH", "index": None, "id": None, "detail": "the expiry statement is not of this log"})
             return report
         expired = int(lines_[2])
     report["expired"] = expired
+    if expired + len(hashes) != size or root_after(edge, expired, hashes) != signed_root:
+        problems.append({"code": "ROOT_MISMATCH", "index": None, "id": None, "detail": "the leaf hashes do not make the signed root"})
+        return report
     for k, line in enumerate(lines):
         index = expired + k
         event = json.loads(line, parse_int=float)  # RFC 8785 numbers are doubles
         leaf = rfc8785.dumps({f: event[f] for f in LEAF_FIELDS if f in event})
         if event.get("team_id") != team:
             problems.append({"code": "TEAM_MISMATCH", "index": index, "id": event.get("id"), "detail": "another team's event"})
-        if leaf != line or index >= size or leaf_hash(leaf) != hashes[index]:
+        if leaf != line or index >= size or leaf_hash(leaf) != hashes[index - expired]:
             problems.append({"code": "HASH_MISMATCH", "index": index, "id": event.get("id"), "detail": "not the event sealed at this leaf"})
     if expired + len(lines) != size:
         problems.append({"code": "MISSING" if expired + len(lines) < size else "EXTRA", "index": None, "id": None,
@@ -101,7 +133,7 @@ def verify(bundle_path: str, verifier_key: str, pinned_path: str = None) -> dict
     if pinned_path:
         with open(pinned_path, "rb") as f:
             p_origin, p_size, p_root = checkpoint(open_note(f.read(), verifier_key))
-        if p_origin != origin or p_size > size or root(hashes[:p_size]) != p_root:
+        if p_origin != origin or p_size > size or p_size < expired or root_after(edge, expired, hashes[:p_size - expired]) != p_root:
             problems.append({"code": "INCONSISTENT", "index": p_size, "id": None, "detail": "the log does not extend the pinned checkpoint"})
     report["verified"] = not problems
     return report

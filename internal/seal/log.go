@@ -103,26 +103,35 @@ func (t *tree) refs(k int64) (refs, error) {
 }
 
 // leafHashes reads tile k's events back and hashes them; a full tile's must make its hash.
-func (t *tree) leafHashes(k int64) ([]tlog.Hash, error) {
+func (t *tree) leafHashes(k int64) ([]tlog.Hash, error) { return t.leafHashesFrom(k, k*TileLeaves) }
+
+// leafHashesFrom hashes the leaves of tile k from leaf from on (the leaves before it may have
+// expired); only a whole full tile can be checked against its hash.
+func (t *tree) leafHashesFrom(k, from int64) ([]tlog.Hash, error) {
 	r, err := t.refs(k)
 	if err != nil {
 		return nil, err
 	}
-	hits, err := t.l.events(t.ctx, t.team, r.ID)
+	skip := int(max(from-k*TileLeaves, 0))
+	if skip >= r.len() {
+		return nil, nil
+	}
+	hits, err := t.l.events(t.ctx, t.team, r.ID[skip:])
 	if err != nil {
 		return nil, err
 	}
-	out := make([]tlog.Hash, r.len())
-	for i, id := range r.ID {
+	out := make([]tlog.Hash, r.len()-skip)
+	for i := skip; i < r.len(); i++ {
+		id := r.ID[i]
 		h, ok := hits[id]
 		if !ok || h.SeqNo != r.Seq[i] || h.Index != r.part(i) {
 			return nil, fmt.Errorf("%w (leaf %d, event %q)", ErrTampered, k*TileLeaves+int64(i), id)
 		}
-		if _, _, out[i], err = h.leaf(); err != nil {
+		if _, _, out[i-skip], err = h.leaf(); err != nil {
 			return nil, err
 		}
 	}
-	if len(out) == TileLeaves {
+	if skip == 0 && len(out) == TileLeaves {
 		want, err := t.tileHash(k)
 		if err != nil {
 			return nil, err
@@ -132,6 +141,11 @@ func (t *tree) leafHashes(k int64) ([]tlog.Hash, error) {
 		}
 	}
 	return out, nil
+}
+
+// reader serves the tree's hashes to tlog's proofs.
+func (t *tree) reader() *hashReader {
+	return &hashReader{src: t, expired: t.st.Expired, edge: t.st.ExpiredEdge}
 }
 
 // checkRoot makes sure the tree the proofs come from is the one signed.
@@ -264,7 +278,7 @@ func (l *Log) Proof(ctx context.Context, team, id string) (Inclusion, error) {
 	if err != nil {
 		return Inclusion{}, err
 	}
-	r := &hashReader{src: t}
+	r := t.reader()
 	if err := t.checkRoot(r); err != nil {
 		return Inclusion{}, err
 	}
@@ -328,7 +342,7 @@ func (l *Log) ConsistencyFrom(ctx context.Context, team string, from int64) (Con
 	if from < 1 || from > t.st.Size {
 		return Consistency{}, &RangeError{Size: t.st.Size}
 	}
-	r := &hashReader{src: t}
+	r := t.reader()
 	if err := t.checkRoot(r); err != nil {
 		return Consistency{}, err
 	}
@@ -364,35 +378,46 @@ func (l *Log) WriteBundle(ctx context.Context, team string, w io.Writer) (int64,
 		return 0, err
 	}
 	ntiles := (t.st.Size + TileLeaves - 1) / TileLeaves
-	hashes := make([]tlog.Hash, 0, t.st.Size)
-	for k := range ntiles {
-		hs, err := t.leafHashes(k)
+	first := t.st.Expired
+	hashes := make([]tlog.Hash, 0, t.st.Size-first)
+	for k := first / TileLeaves; k < ntiles; k++ {
+		hs, err := t.leafHashesFrom(k, first)
 		if err != nil {
 			return 0, err
 		}
 		hashes = append(hashes, hs...)
 	}
-	if merkle.Root(hashes) != t.st.root() {
+	e := append(merkle.Edge(nil), t.st.ExpiredEdge...)
+	for i, h := range hashes {
+		e = e.Append(first+int64(i), h, nil)
+	}
+	if e.Root() != t.st.root() {
 		return 0, fmt.Errorf("%w (the leaves do not make the signed root)", ErrTampered)
 	}
-	bw, err := merkle.NewBundleWriter(w, []byte(t.st.Checkpoint), nil, hashes)
+	var expiry []byte
+	if t.st.Expiry != "" {
+		expiry = []byte(t.st.Expiry)
+	}
+	bw, err := merkle.NewBundleWriter(w, []byte(t.st.Checkpoint), expiry, t.st.ExpiredEdge, hashes)
 	if err != nil {
 		return 0, err
 	}
 	var n int64
-	for k := range ntiles {
+	for k := first / TileLeaves; k < ntiles; k++ {
 		r, err := t.refs(k)
 		if err != nil {
 			return n, err
 		}
-		hits, err := l.events(ctx, team, r.ID)
+		skip := int(max(first-k*TileLeaves, 0))
+		hits, err := l.events(ctx, team, r.ID[skip:])
 		if err != nil {
 			return n, err
 		}
-		for i, id := range r.ID {
+		for i := skip; i < r.len(); i++ {
+			id := r.ID[i]
 			h := hits[id]
 			_, _, lh, err := h.leaf()
-			if err != nil || lh != hashes[k*TileLeaves+int64(i)] {
+			if err != nil || lh != hashes[k*TileLeaves+int64(i)-first] {
 				return n, fmt.Errorf("%w (event %q changed while the bundle was written)", ErrTampered, id)
 			}
 			api, err := apiJSON(h)

@@ -398,7 +398,7 @@ func TestTamperingInTheClusterIsFound(t *testing.T) {
 	for i := 0; i < 10; i++ {
 		var h tlog.Hash
 		h[0] = byte(i)
-		forged.Edge, _ = edge(forged.Edge).appendLeaf(forged.Size, h)
+		forged.Edge = forged.Edge.Append(forged.Size, h, nil)
 		forged.Size++
 		forged.Pending.add(cur.Pending.part(i), cur.Pending.Seq[i], cur.Pending.ID[i])
 		forged.Marks[cur.Pending.part(i)] = cur.Pending.Seq[i]
@@ -465,4 +465,67 @@ func docReq(t *testing.T, method, base, index, id, routing string, body []byte, 
 	if out != nil {
 		require.NoError(t, json.NewDecoder(res.Body).Decode(out))
 	}
+}
+
+// TestAPurgedPartitionLeavesALogThatVerifies seals a team's events of an old partition and of
+// this month, moves the sealer's clock past the old partition's retention (it states the expiry
+// while the events are there), purges the partition as the exporter does, and checks that the
+// bundle verifies with the expired leaves excused, the online check passes, and events of this
+// month are still proved.
+func TestAPurgedPartitionLeavesALogThatVerifies(t *testing.T) {
+	e := newEnv(t)
+	now := time.Now().UTC()
+	old := events("701", 300, now.Add(-70*24*time.Hour), time.Hour) // a partition two months back or more
+	recent := events("701", 100, now.Add(-time.Minute), time.Hour)
+	e.load(old)
+	e.load(recent)
+	s := e.sealer()
+	e.round(s)
+	require.EqualValues(t, 400, e.checkpoint("701").Size)
+	pinned := mustNote(t, e, "701")
+
+	lay := e.c.Layout()
+	oldIndex := lay.Index("701", old[0].Time)
+	p, ok := lay.Parse(oldIndex)
+	require.True(t, ok)
+	at, _ := lay.Expired(p, now)
+	later := at.Add(time.Hour) // retention over, the purge a day away
+	s.cfg.Now = func() time.Time { return later }
+	e.round(s)
+	st, _, err := e.store.readState(context.Background(), "701")
+	require.NoError(t, err)
+	require.EqualValues(t, 300, st.Expired)
+	_, rep := e.bundle("701", nil) // before the purge too
+	require.True(t, rep.Verified, "%+v", rep.Problems)
+
+	// The purge.
+	req, _ := http.NewRequest(http.MethodDelete, e.c.Conn().URLs[0]+"/"+oldIndex, nil)
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, 200, res.StatusCode)
+
+	b, rep := e.bundle("701", pinned)
+	require.True(t, rep.Verified, "%+v", rep.Problems)
+	require.EqualValues(t, 300, rep.Expired)
+	require.Len(t, b.Events, 100)
+	require.Equal(t, merkle.ProblemExpired, rep.Problems[0].Code)
+	vr, err := e.log.Verify(context.Background(), "701", []string{e.verifier}, pinned)
+	require.NoError(t, err)
+	require.True(t, vr.Verified, "%+v", vr.Problems)
+	cp := e.checkpoint("701")
+	for _, ev := range []audit.Event{recent[0], recent[99], recent[50]} {
+		p, err := e.log.Proof(context.Background(), "701", ev.ID)
+		require.NoError(t, err)
+		require.NoError(t, tlog.CheckRecord(unb64(t, p.Inclusion), cp.Size, cp.Root, p.Index, e.leafHashOf("701", ev.ID)))
+	}
+	c, err := e.log.ConsistencyFrom(context.Background(), "701", 400)
+	require.NoError(t, err)
+	require.Empty(t, c.Consistency)
+	// The log goes on growing after the purge.
+	e.load(events("701", 10, now, time.Minute))
+	e.round(s)
+	_, rep = e.bundle("701", pinned)
+	require.True(t, rep.Verified, "%+v", rep.Problems)
+	require.Equal(t, 110, rep.Events)
 }

@@ -156,6 +156,9 @@ func (s *Sealer) Round(ctx context.Context) (RoundStats, error) {
 	if err != nil {
 		return stats, err
 	}
+	if err := s.expire(ctx, hint, s.cfg.Now()); err != nil {
+		return stats, err
+	}
 	work, err := s.shards(ctx, hint)
 	if err != nil || len(work) == 0 {
 		return stats, err
@@ -202,6 +205,7 @@ func (s *Sealer) Round(ctx context.Context) (RoundStats, error) {
 	if err != nil {
 		return stats, err
 	}
+
 	for _, w := range work {
 		if hint[w.index] == nil {
 			hint[w.index] = map[string]int64{}
@@ -427,13 +431,13 @@ func (s *Sealer) extend(team string, st *state, evs []event, now time.Time) (int
 		if m, ok := st.Marks[ev.index]; ok && ev.seq <= m {
 			continue // sealed already, by this sealer's earlier try or another sealer
 		}
-		var full *tlog.Hash
-		st.Edge, full = edge(st.Edge).appendLeaf(st.Size, ev.hash)
+		st.Edge = st.Edge.Append(st.Size, ev.hash, func(level int, h tlog.Hash) {
+			if level == TileHeight { // the new leaf completes its tile
+				st.Done = append(st.Done, h)
+			}
+		})
 		st.Size++
 		st.Pending.add(ev.index, ev.seq, ev.id)
-		if full != nil {
-			st.Done = append(st.Done, *full)
-		}
 		st.Marks[ev.index] = ev.seq
 		n++
 	}

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 
 	"github.com/auditpipe/auditpipe/internal/query"
 	"github.com/auditpipe/auditpipe/internal/shared/layout"
+	"github.com/auditpipe/auditpipe/internal/shared/merkle"
 )
 
 // DefaultIndex is the sealer's index. Like the API keys' index it is outside the audit indices'
@@ -126,7 +128,7 @@ func (r *refs) check() error {
 // state is a team's log as the sealer left it.
 type state struct {
 	Size  int64       `json:"size"`
-	Edge  []tlog.Hash `json:"edge"`  // the right edge of the tree of Size leaves
+	Edge  merkle.Edge `json:"edge"`  // the right edge of the tree of Size leaves
 	Tiles int64       `json:"tiles"` // full tiles in tile documents: leaves [0, Tiles*TileLeaves)
 	// Pending are the leaves [Tiles*TileLeaves, Size); Done the hashes of the full tiles among them,
 	// whose tile documents are written after the state.
@@ -137,11 +139,18 @@ type state struct {
 	Marks      map[string]int64 `json:"marks"`
 	Checkpoint string           `json:"checkpoint"` // the signed checkpoint of Size and the root
 	SealedAt   time.Time        `json:"sealed_at"`
+	// Expired leaves [0, Expired) lost their events to retention, as the signed statement Expiry
+	// says; ExpiredEdge is the edge of their tree.
+	Expired     int64       `json:"expired,omitempty"`
+	ExpiredEdge merkle.Edge `json:"expired_edge,omitempty"`
+	Expiry      string      `json:"expiry,omitempty"`
+	// ExpiredParts are the partitions whose retention ended when Expiry was signed.
+	ExpiredParts []string `json:"expired_parts,omitempty"`
 
 	seqNo, primaryTerm int64 // of the document read, for the conditional write; -1: none yet
 }
 
-func (st *state) root() tlog.Hash { return edge(st.Edge).root() }
+func (st *state) root() tlog.Hash { return st.Edge.Root() }
 
 // tile is a full tile's document.
 type tile struct {
@@ -229,7 +238,7 @@ func (st *state) check() error {
 	if err := st.Pending.check(); err != nil {
 		return err
 	}
-	if !edge(st.Edge).valid(st.Size) || st.Tiles*TileLeaves+int64(st.Pending.len()) != st.Size ||
+	if !st.ExpiredEdge.Valid(st.Expired) || st.Expired > st.Size || !st.Edge.Valid(st.Size) || st.Tiles*TileLeaves+int64(st.Pending.len()) != st.Size ||
 		int64(len(st.Done)) != int64(st.Pending.len())/TileLeaves {
 		return errors.New("seal: a state whose size, edge and leaves disagree")
 	}
@@ -304,7 +313,12 @@ func (s *Store) bulk(ctx context.Context, items []bulkItem, refresh string) ([]i
 
 // stateItem is the conditional write of a state: create for a new team, else index if unchanged.
 func stateItem(team string, st *state) bulkItem {
-	it := bulkItem{op: "create", id: stateID(team), seqNo: -1, doc: doc{Kind: "state", Team: team, Body: st}}
+	parts := make([]string, 0, len(st.Marks))
+	for p := range st.Marks {
+		parts = append(parts, p)
+	}
+	slices.Sort(parts)
+	it := bulkItem{op: "create", id: stateID(team), seqNo: -1, doc: doc{Kind: "state", Team: team, Parts: parts, Body: st}}
 	if st.seqNo >= 0 {
 		it.op, it.seqNo, it.term = "index", st.seqNo, st.primaryTerm
 	}
@@ -322,7 +336,7 @@ func (s *Store) readMarks(ctx context.Context) (marks, error) {
 		} `json:"_source"`
 	}
 	err := s.c.Do(ctx, esapi.GetRequest{Index: s.index, DocumentID: "marks"}, &res)
-	if query.IsStatus(err, http.StatusNotFound) || errors.Is(err, query.ErrNoTeam) {
+	if isMissing(err) {
 		return marks{}, nil
 	}
 	if err != nil {
@@ -337,4 +351,9 @@ func (s *Store) readMarks(ctx context.Context) (marks, error) {
 func (s *Store) writeMarks(ctx context.Context, m marks) error {
 	body, _ := json.Marshal(doc{Kind: "marks", Body: m})
 	return s.c.Do(ctx, esapi.IndexRequest{Index: s.index, DocumentID: "marks", Body: bytes.NewReader(body)}, nil)
+}
+
+// isMissing tells a document or an index that is not there.
+func isMissing(err error) bool {
+	return query.IsStatus(err, http.StatusNotFound) || errors.Is(err, query.ErrNoTeam)
 }

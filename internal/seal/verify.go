@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"slices"
 
 	"github.com/elastic/go-elasticsearch/v8/esapi"
 	"golang.org/x/mod/sumdb/tlog"
@@ -40,20 +41,34 @@ func (l *Log) Verify(ctx context.Context, team string, keys []string, pinned []b
 		r.Conclude()
 		return r, nil
 	}
+	first := t.st.Expired
+	if first > 0 {
+		if e, err := merkle.OpenExpiry([]byte(t.st.Expiry), keys); err != nil || e.Size != first || e.Root != t.st.ExpiredEdge.Root() {
+			r.Add(merkle.ProblemSignature, -1, "", "the expiry statement of the first %d leaves is not signed, or not of them", first)
+			r.Conclude()
+			return r, nil
+		}
+		r.Expired = first
+		r.Add(merkle.ProblemExpired, 0, "", "the events of leaves [0, %d) were removed by retention; the removal is signed", first)
+	}
 	sealed := map[string]map[string]bool{} // partition -> event ids sealed there
 	var hashes []tlog.Hash
 	intact := true
-	for k := int64(0); k*TileLeaves < t.st.Size; k++ {
+	for k := first / TileLeaves; k*TileLeaves < t.st.Size; k++ {
 		refs, err := t.refs(k)
 		if err != nil {
 			return r, err
 		}
-		hits, err := l.events(ctx, team, refs.ID)
+		skip := int(max(first-k*TileLeaves, 0))
+		hits, err := l.events(ctx, team, refs.ID[skip:])
 		if err != nil {
 			return r, err
 		}
-		found := 0
+		found := skip
 		for i, id := range refs.ID {
+			if i < skip {
+				continue
+			}
 			n := k*TileLeaves + int64(i)
 			part := refs.part(i)
 			if sealed[part] == nil {
@@ -78,7 +93,7 @@ func (l *Log) Verify(ctx context.Context, team string, keys []string, pinned []b
 			}
 			intact = false
 		}
-		if found == refs.len() && refs.len() == TileLeaves {
+		if skip == 0 && found == refs.len() && refs.len() == TileLeaves {
 			want, err := t.tileHash(k)
 			if err != nil {
 				return r, err
@@ -89,7 +104,11 @@ func (l *Log) Verify(ctx context.Context, team string, keys []string, pinned []b
 			}
 		}
 	}
-	if intact && merkle.Root(hashes) != cp.Root {
+	edge := append(merkle.Edge(nil), t.st.ExpiredEdge...)
+	for i, h := range hashes {
+		edge = edge.Append(first+int64(i), h, nil)
+	}
+	if intact && edge.Root() != cp.Root {
 		r.Add(merkle.ProblemRootMismatch, -1, "", "the sealed leaves do not make the signed root")
 	}
 	r.Events = len(hashes)
@@ -134,6 +153,7 @@ func (l *Log) extra(ctx context.Context, team string, st *state, sealed map[stri
 			id := eventIDOf(h)
 			mark, marked := st.Marks[h.Index]
 			switch {
+			case slices.Contains(st.ExpiredParts, h.Index): // its events' retention ended
 			case sealed[h.Index][id] && marked && h.SeqNo <= mark:
 			case marked && h.SeqNo <= mark:
 				r.Add(merkle.ProblemExtra, -1, id, "an event of the team stored in %s before the checkpoint is in no leaf", h.Index)
@@ -168,7 +188,7 @@ func (l *Log) verifyPinned(t *tree, keys []string, cp merkle.Checkpoint, pinned 
 		r.Add(merkle.ProblemInconsistent, pc.Size, "", "the log has %d leaves, fewer than the %d of the pinned checkpoint: it was rolled back", cp.Size, pc.Size)
 		return
 	}
-	root, err := tlog.TreeHash(pc.Size, &hashReader{src: t})
+	root, err := tlog.TreeHash(pc.Size, t.reader())
 	if err != nil {
 		r.Add(merkle.ProblemInconsistent, pc.Size, "", "the log's first %d leaves cannot be read back: %v", pc.Size, err)
 		return

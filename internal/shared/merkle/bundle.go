@@ -35,20 +35,42 @@ const BundleFormat = "auditpipe-bundle/1"
 type Bundle struct {
 	Checkpoint []byte      // the signed checkpoint note
 	Expiry     []byte      // the signed expiry statement, or nil
-	Hashes     []tlog.Hash // leaf hashes [0, size)
+	Edge       Edge        // with an expiry: the edge of the tree of the expired leaves [0, expired)
+	Hashes     []tlog.Hash // leaf hashes [expired, size): [0, size) without an expiry
 	Events     [][]byte    // events of leaves [expired, size), one JSON object each
 }
 
 type bundleHeader struct {
 	Checkpoint string `json:"checkpoint"`
+	Edge       string `json:"edge,omitempty"`
 	Expiry     string `json:"expiry,omitempty"`
 	Format     string `json:"format"`
 	Hashes     string `json:"hashes"`
 }
 
+func joinHashes(hs []tlog.Hash) string {
+	raw := make([]byte, 0, len(hs)*len(tlog.Hash{}))
+	for _, h := range hs {
+		raw = append(raw, h[:]...)
+	}
+	return base64.StdEncoding.EncodeToString(raw)
+}
+
+func splitHashes(s string) ([]tlog.Hash, bool) {
+	raw, err := base64.StdEncoding.Strict().DecodeString(s)
+	if err != nil || len(raw)%len(tlog.Hash{}) != 0 {
+		return nil, false
+	}
+	hs := make([]tlog.Hash, len(raw)/len(tlog.Hash{}))
+	for i := range hs {
+		copy(hs[i][:], raw[i*len(tlog.Hash{}):])
+	}
+	return hs, true
+}
+
 // WriteBundle writes b in the bundle's file format. Each event is written as its leaf's data.
 func WriteBundle(w io.Writer, b Bundle) error {
-	bw, err := NewBundleWriter(w, b.Checkpoint, b.Expiry, b.Hashes)
+	bw, err := NewBundleWriter(w, b.Checkpoint, b.Expiry, b.Edge, b.Hashes)
 	if err != nil {
 		return err
 	}
@@ -64,9 +86,10 @@ func WriteBundle(w io.Writer, b Bundle) error {
 // as its leaf's data.
 type BundleWriter struct{ w *bufio.Writer }
 
-// NewBundleWriter writes the header of a bundle of these leaf hashes.
-func NewBundleWriter(w io.Writer, checkpoint, expiry []byte, hashes []tlog.Hash) (*BundleWriter, error) {
-	head, err := Bundle{Checkpoint: checkpoint, Expiry: expiry, Hashes: hashes}.header()
+// NewBundleWriter writes the header of a bundle: its checkpoint, and, when retention removed the
+// first leaves, the expiry statement and the edge of those leaves; the hashes of the leaves after.
+func NewBundleWriter(w io.Writer, checkpoint, expiry []byte, edge Edge, hashes []tlog.Hash) (*BundleWriter, error) {
+	head, err := Bundle{Checkpoint: checkpoint, Expiry: expiry, Edge: edge, Hashes: hashes}.header()
 	if err != nil {
 		return nil, err
 	}
@@ -91,12 +114,11 @@ func (bw *BundleWriter) Flush() error { return bw.w.Flush() }
 
 // header is the bundle's first line, without its newline.
 func (b Bundle) header() ([]byte, error) {
-	raw := make([]byte, 0, len(b.Hashes)*len(tlog.Hash{}))
-	for _, h := range b.Hashes {
-		raw = append(raw, h[:]...)
+	h := bundleHeader{Checkpoint: string(b.Checkpoint), Expiry: string(b.Expiry), Format: BundleFormat, Hashes: joinHashes(b.Hashes)}
+	if b.Expiry != nil {
+		h.Edge = joinHashes(b.Edge)
 	}
-	head, err := json.Marshal(bundleHeader{Checkpoint: string(b.Checkpoint), Expiry: string(b.Expiry), Format: BundleFormat,
-		Hashes: base64.StdEncoding.EncodeToString(raw)})
+	head, err := json.Marshal(h)
 	if err != nil {
 		return nil, err
 	}
@@ -122,16 +144,16 @@ func ReadBundle(r io.Reader) (Bundle, error) {
 	if h.Format != BundleFormat {
 		return Bundle{}, fmt.Errorf("merkle: the bundle's format is %q, this reads %q", h.Format, BundleFormat)
 	}
-	raw, err := base64.StdEncoding.Strict().DecodeString(h.Hashes)
-	if err != nil || len(raw)%len(tlog.Hash{}) != 0 {
+	b := Bundle{Checkpoint: []byte(h.Checkpoint)}
+	var ok bool
+	if b.Hashes, ok = splitHashes(h.Hashes); !ok {
 		return Bundle{}, errors.New("merkle: the bundle's hashes are not base64 of 32-byte hashes")
 	}
-	b := Bundle{Checkpoint: []byte(h.Checkpoint), Hashes: make([]tlog.Hash, len(raw)/len(tlog.Hash{}))}
 	if h.Expiry != "" {
 		b.Expiry = []byte(h.Expiry)
-	}
-	for i := range b.Hashes {
-		copy(b.Hashes[i][:], raw[i*len(tlog.Hash{}):])
+		if b.Edge, ok = splitHashes(h.Edge); !ok {
+			return Bundle{}, errors.New("merkle: the bundle's edge is not base64 of 32-byte hashes")
+		}
 	}
 	if want, err := b.header(); err != nil || !bytes.Equal(want, line) {
 		return Bundle{}, errors.New("merkle: the bundle's header is not as written: its members, their RFC 8785 form")

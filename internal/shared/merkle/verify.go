@@ -87,12 +87,15 @@ func Verify(b Bundle, keys []string, pinned []byte) Report {
 	}
 	r.Origin, r.Size, r.Root, r.SignedBy = cp.Origin, cp.Size, base64.StdEncoding.EncodeToString(cp.Root[:]), by
 	r.Team = cp.Origin[strings.LastIndexByte(cp.Origin, '/')+1:]
+	first, ok := r.verifyExpiry(b, keys, cp)
+	if !ok {
+		return r
+	}
 	// The leaf hashes are the log's when they make the signed root; only then can events be placed.
-	if int64(len(b.Hashes)) != cp.Size || Root(b.Hashes) != cp.Root {
+	if int64(len(b.Hashes)) != cp.Size-first || rootAfter(b.Edge, first, b.Hashes) != cp.Root {
 		r.add(ProblemRootMismatch, -1, "", "the bundle's %d leaf hashes do not make the root the checkpoint signs for %d leaves", len(b.Hashes), cp.Size)
 		return r
 	}
-	first := r.verifyExpiry(b, keys, cp)
 	r.placeEvents(b, first)
 	if pinned != nil {
 		r.verifyPinned(b, keys, cp, pinned)
@@ -101,11 +104,20 @@ func Verify(b Bundle, keys []string, pinned []byte) Report {
 	return r
 }
 
+// rootAfter is the root of the tree of the leaves [0, first), given by their edge, then hashes.
+func rootAfter(edge Edge, first int64, hashes []tlog.Hash) tlog.Hash {
+	e := append(Edge(nil), edge...)
+	for i, h := range hashes {
+		e = e.Append(first+int64(i), h, nil)
+	}
+	return e.Root()
+}
+
 // verifyExpiry returns the number of leaves whose events retention removed, as a valid signed
-// statement says; 0 without one.
-func (r *Report) verifyExpiry(b Bundle, keys []string, cp Checkpoint) int64 {
+// statement says (0 without one); ok is false when the bundle cannot be checked further.
+func (r *Report) verifyExpiry(b Bundle, keys []string, cp Checkpoint) (int64, bool) {
 	if b.Expiry == nil {
-		return 0
+		return 0, true
 	}
 	e, err := OpenExpiry(b.Expiry, keys)
 	switch {
@@ -113,22 +125,24 @@ func (r *Report) verifyExpiry(b Bundle, keys []string, cp Checkpoint) int64 {
 		r.add(ProblemSignature, -1, "", "the expiry statement: %v", err)
 	case e.Origin != cp.Origin:
 		r.add(ProblemTeamMismatch, -1, "", "the expiry statement is about the log %q, not %q", e.Origin, cp.Origin)
-	case e.Size > cp.Size || Root(b.Hashes[:e.Size]) != e.Root:
+	case e.Size > cp.Size || !b.Edge.Valid(e.Size) || b.Edge.Root() != e.Root:
 		r.add(ProblemRootMismatch, -1, "", "the expiry statement's root is not the root of the log's first %d leaves", e.Size)
-	case e.Size > 0:
+	default:
 		r.Expired = e.Size
-		r.add(ProblemExpired, 0, "", "the events of leaves [0, %d) were removed by retention at %s; the removal is signed", e.Size, e.At.Format("2006-01-02T15:04:05Z"))
-		return e.Size
+		if e.Size > 0 {
+			r.add(ProblemExpired, 0, "", "the events of leaves [0, %d) were removed by retention at %s; the removal is signed", e.Size, e.At.Format("2006-01-02T15:04:05Z"))
+		}
+		return e.Size, true
 	}
-	return 0
+	return 0, false
 }
 
 // placeEvents matches the bundle's events to the leaves [first, size) by their leaf hashes.
 func (r *Report) placeEvents(b Bundle, first int64) {
-	at := make(map[tlog.Hash]int64, len(b.Hashes)-int(first))
+	at := make(map[tlog.Hash]int64, len(b.Hashes))
 	for i := first; i < r.Size; i++ {
-		if _, ok := at[b.Hashes[i]]; !ok {
-			at[b.Hashes[i]] = i
+		if _, ok := at[b.Hashes[i-first]]; !ok {
+			at[b.Hashes[i-first]] = i
 		}
 	}
 	matched := make([]bool, r.Size)
@@ -214,7 +228,9 @@ func (r *Report) verifyPinned(b Bundle, keys []string, cp Checkpoint, pinned []b
 		r.add(ProblemInconsistent, -1, "", "the pinned checkpoint is of the log %q, not %q", pc.Origin, cp.Origin)
 	case pc.Size > cp.Size:
 		r.add(ProblemInconsistent, pc.Size, "", "the log has %d leaves, fewer than the %d of the pinned checkpoint: it was rolled back", cp.Size, pc.Size)
-	case Root(b.Hashes[:pc.Size]) != pc.Root:
+	case pc.Size < r.Expired:
+		r.add(ProblemInconsistent, pc.Size, "", "the pinned checkpoint of %d leaves is older than the %d expired ones: a bundle cannot check it; pin a newer checkpoint", pc.Size, r.Expired)
+	case rootAfter(b.Edge, r.Expired, b.Hashes[:pc.Size-r.Expired]) != pc.Root:
 		r.add(ProblemInconsistent, pc.Size, "", "the log's first %d leaves do not make the pinned checkpoint's root: it was rewritten", pc.Size)
 	}
 }

@@ -171,7 +171,7 @@ func TestExpiredLeavesNeedASignedStatement(t *testing.T) {
 		return got
 	}
 
-	r := Verify(roundTrip(Bundle{Checkpoint: cp, Expiry: signed, Hashes: l.hashes, Events: l.events[5:]}), keys, nil)
+	r := Verify(roundTrip(Bundle{Checkpoint: cp, Expiry: signed, Edge: EdgeOf(l.hashes[:5]), Hashes: l.hashes[5:], Events: l.events[5:]}), keys, nil)
 	assert.True(t, r.Verified, "%v", codes(r))
 	assert.Equal(t, []string{"EXPIRED 0"}, codes(r))
 	assert.Equal(t, int64(5), r.Expired)
@@ -188,14 +188,14 @@ func TestExpiredLeavesNeedASignedStatement(t *testing.T) {
 	require.NoError(t, err)
 	forged, err := SignExpiry(expiry, stranger)
 	require.NoError(t, err)
-	r = Verify(roundTrip(Bundle{Checkpoint: cp, Expiry: forged, Hashes: l.hashes, Events: l.events[5:]}), keys, nil)
+	r = Verify(roundTrip(Bundle{Checkpoint: cp, Expiry: forged, Edge: EdgeOf(l.hashes[:5]), Hashes: l.hashes[5:], Events: l.events[5:]}), keys, nil)
 	assert.False(t, r.Verified)
 	assert.Contains(t, codes(r), "SIGNATURE")
 	wider := expiry
 	wider.Size = 8
 	stretched, err := SignExpiry(wider, l.signer)
 	require.NoError(t, err)
-	r = Verify(roundTrip(Bundle{Checkpoint: cp, Expiry: stretched, Hashes: l.hashes, Events: l.events[8:]}), keys, nil)
+	r = Verify(roundTrip(Bundle{Checkpoint: cp, Expiry: stretched, Edge: EdgeOf(l.hashes[:5]), Hashes: l.hashes[5:], Events: l.events[8:]}), keys, nil)
 	assert.False(t, r.Verified)
 	assert.Contains(t, codes(r), "ROOT_MISMATCH")
 }
