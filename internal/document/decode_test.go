@@ -2,6 +2,8 @@ package document
 
 import (
 	"encoding/json"
+	"os"
+	"reflect"
 	"testing"
 	"time"
 
@@ -90,4 +92,24 @@ func FuzzExpand(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestAppendJSONIsEncodingJSONs: the sealer hashes AppendJSON's bytes; they are the API's JSON.
+func TestAppendJSONIsEncodingJSONs(t *testing.T) {
+	src, err := os.ReadFile("testdata/event.v3.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, doc := range [][]byte{src, []byte(`{"@timestamp":"2025-08-01T21:00:00.123Z","action":"a","team_id":"7","event":{"id":"x\u2028<>&"}}`)} {
+		ev, err := ToAPI(Hit{ID: "7:x", Source: doc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := json.Marshal(ev)
+		var a, b any
+		json.Unmarshal(want, &a)
+		if err := json.Unmarshal(ev.AppendJSON(nil), &b); err != nil || !reflect.DeepEqual(a, b) {
+			t.Fatalf("AppendJSON %s, encoding/json %s", ev.AppendJSON(nil), want)
+		}
+	}
 }

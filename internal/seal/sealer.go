@@ -294,22 +294,15 @@ type esHit struct {
 
 // leaf reads a hit as a leaf: its team, its event id and its leaf hash.
 func (h esHit) leaf() (team, id string, hash tlog.Hash, err error) {
-	b, err := apiJSON(h)
+	api, err := document.ToAPI(document.Hit{ID: h.ID, Source: h.Source})
 	if err != nil {
 		return "", "", tlog.Hash{}, err
 	}
-	data, err := merkle.LeafData(b)
+	data, err := merkle.LeafData(api.AppendJSON(make([]byte, 0, len(h.Source))))
 	if err != nil {
 		return "", "", tlog.Hash{}, err
 	}
-	var ev struct {
-		ID     string `json:"id"`
-		TeamID string `json:"team_id"`
-	}
-	if err := json.Unmarshal(data, &ev); err != nil {
-		return "", "", tlog.Hash{}, err
-	}
-	return ev.TeamID, ev.ID, merkle.LeafHash(data), nil
+	return api.TeamID, api.ID, merkle.LeafHash(data), nil
 }
 
 // apiJSON is the hit as the API returns it.
@@ -318,7 +311,7 @@ func apiJSON(h esHit) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return json.Marshal(api)
+	return api.AppendJSON(nil), nil
 }
 
 // readShard reads a shard's events in (from, to], at most max, in _seq_no order; upTo is the
