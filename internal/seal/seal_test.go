@@ -529,3 +529,36 @@ func TestAPurgedPartitionLeavesALogThatVerifies(t *testing.T) {
 	require.True(t, rep.Verified, "%+v", rep.Problems)
 	require.Equal(t, 110, rep.Events)
 }
+
+// TestKeyRotation: during the overlap the sealer signs with both keys (one file, two lines), so a
+// customer who pinned either verifies; after it, the new key alone, and the log still verifies
+// with it, the old checkpoints kept by customers extended by the new.
+func TestKeyRotation(t *testing.T) {
+	e := newEnv(t)
+	oldKey, oldVerifier := e.signer, e.verifier
+	skey, newVerifier, err := merkle.GenerateKey(origin)
+	require.NoError(t, err)
+	signers, err := Signers([]byte("# the new key\n" + skey + "\n"))
+	require.NoError(t, err)
+	newKey := signers[0]
+	now := time.Now().UTC().Add(-time.Minute)
+	e.load(events("801", 20, now, time.Hour))
+	e.round(e.sealer(oldKey, newKey))
+	overlap := mustNote(t, e, "801")
+	require.Equal(t, 2, strings.Count(string(overlap), "\n\u2014 "), "two signature lines: %s", overlap)
+	for _, k := range []string{oldVerifier, newVerifier} {
+		_, _, err := merkle.Open(overlap, []string{k})
+		require.NoError(t, err)
+	}
+	e.load(events("801", 5, now, time.Hour))
+	e.round(e.sealer(newKey))
+	after := mustNote(t, e, "801")
+	_, _, err = merkle.Open(after, []string{oldVerifier})
+	require.Error(t, err, "the old key no longer signs")
+	e.verifier = newVerifier
+	_, rep := e.bundle("801", overlap) // a checkpoint pinned during the overlap
+	require.True(t, rep.Verified, "%+v", rep.Problems)
+	require.Equal(t, 25, rep.Events)
+	_, err = Signers([]byte("not a key"))
+	require.Error(t, err)
+}
