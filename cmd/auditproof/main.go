@@ -49,6 +49,7 @@ type env struct {
 	only, fsync     string
 	profile         string // load: write the collector's CPU and allocation profiles here
 	compare         string // load: "contrib" runs the side-by-side comparison instead
+	seal            bool   // load: each shape with sealing off, then on (sealbench.go)
 	apiEvents       int    // api: events to store
 	clients         int    // api: concurrent clients
 	duration        time.Duration
@@ -57,8 +58,8 @@ type env struct {
 }
 
 func main() {
-	if len(os.Args) < 2 || !slices.Contains([]string{"reliability", "load", "footprint", "api", "import", "seal"}, os.Args[1]) {
-		fmt.Fprintln(os.Stderr, "usage: auditproof reliability|load|footprint|api|import|seal [-short] [-es-port 9250]")
+	if len(os.Args) < 2 || !slices.Contains([]string{"reliability", "load", "footprint", "api", "import"}, os.Args[1]) {
+		fmt.Fprintln(os.Stderr, "usage: auditproof reliability|load|footprint|api|import [-short] [-es-port 9250]")
 		os.Exit(2)
 	}
 	fs := flag.NewFlagSet("auditproof "+os.Args[1], flag.ExitOnError)
@@ -76,6 +77,7 @@ func main() {
 	fs.StringVar(&e.fsync, "fsync", "true", "load with -teams: the queue's fsync, true or both (to measure its cost)")
 	fs.StringVar(&e.compare, "compare", "", "load: contrib compares, in one run, this collector with contrib's elasticsearchexporter (bench/contrib)")
 	fs.StringVar(&e.contribBin, "contrib-bin", "bench/contrib/_build/otelcol-contrib-es", "load -compare contrib: the baseline collector (see bench/contrib/builder-config.yaml)")
+	fs.BoolVar(&e.seal, "seal", false, "load: each shape without and then with a sealer running (docs/integrity.md), 10 and 100,000 teams (or -teams)")
 	fs.StringVar(&e.profile, "profile", "", "load: a directory for the collector's CPU profile (30 s, from the 10th second) and allocation profile of each shape")
 	fs.Parse(os.Args[2:])
 	e.esURL = "http://127.0.0.1:" + e.esPort
@@ -94,13 +96,13 @@ func main() {
 	case "load":
 		if e.compare != "" {
 			ok = compare(e)
+		} else if e.seal {
+			ok = sealBench(e)
 		} else {
 			ok = load(e)
 		}
 	case "footprint":
 		ok = footprint(e)
-	case "seal":
-		ok = sealBench(e)
 	case "api":
 		if e.teams == 0 {
 			e.teams = 1000

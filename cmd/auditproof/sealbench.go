@@ -1,6 +1,6 @@
 package main
 
-// auditproof seal: what sealing costs the pipeline (docs/integrity.md, BENCHMARKS.md "Sealing").
+// auditproof load -seal: what sealing costs the pipeline (docs/integrity.md, BENCHMARKS.md "Sealing").
 // Each shape runs the load of `auditproof load` twice on the same node, once without and once with
 // a sealer running beside the collector (in this process, as auditapi --seal-key runs one), and
 // reports the events/s stored of each, how long after the last event was stored every event was

@@ -314,32 +314,57 @@ func apiJSON(h esHit) ([]byte, error) {
 	return api.AppendJSON(nil), nil
 }
 
-// readShard reads a shard's events in (from, to], at most max, in _seq_no order; upTo is the
-// _seq_no read up to (to, or less when max stopped it).
+// readShard reads a shard's events in (from, to], at most max of them, and returns them in
+// _seq_no order; upTo is the _seq_no read up to (to, or less when max stopped it: _seq_no are
+// dense, so (from, from+max] holds at most max events). It reads them in the shard's own order
+// (a point in time on the shard, sorted by _shard_doc), not in _seq_no order: a partition is
+// sorted by team, so _seq_no order would decompress each stored block once per page.
 func (s *Sealer) readShard(ctx context.Context, w shardPos, max int) ([]event, int64, error) {
-	const page = 2000
+	to := w.to
+	if to-w.from > int64(max) {
+		to = w.from + int64(max)
+	}
+	var pit struct {
+		ID string `json:"id"`
+	}
+	err := s.c.Do(ctx, esapi.OpenPointInTimeRequest{Index: []string{w.index}, KeepAlive: "2m", Preference: "_shards:" + w.shard}, &pit)
+	if errors.Is(err, query.ErrNoTeam) { // the partition was deleted meanwhile
+		return nil, w.to, nil
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	defer func() {
+		body, _ := json.Marshal(map[string]string{"id": pit.ID})
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		_ = s.c.Do(cctx, esapi.ClosePointInTimeRequest{Body: bytes.NewReader(body)}, nil)
+	}()
+	const page = 10000
 	var out []event
-	after := w.from
+	var after []any
 	for {
-		size := min(page, max-len(out))
-		if size <= 0 {
-			return out, after, nil
+		req := map[string]any{
+			"size": page, "seq_no_primary_term": true, "version": true, "track_total_hits": false,
+			"pit":   map[string]any{"id": pit.ID, "keep_alive": "2m"},
+			"query": map[string]any{"range": map[string]any{"_seq_no": map[string]any{"gt": w.from, "lte": to}}},
+			"sort":  []any{"_shard_doc"},
 		}
-		body, _ := json.Marshal(map[string]any{
-			"size": size, "seq_no_primary_term": true, "version": true, "track_total_hits": false,
-			"query": map[string]any{"range": map[string]any{"_seq_no": map[string]any{"gt": after, "lte": w.to}}},
-			"sort":  []any{map[string]any{"_seq_no": "asc"}},
-		})
+		if after != nil {
+			req["search_after"] = after
+		}
+		body, _ := json.Marshal(req)
 		var res struct {
-			Hits struct {
+			PITID string `json:"pit_id"`
+			Hits  struct {
 				Hits []esHit `json:"hits"`
 			} `json:"hits"`
 		}
-		if err := s.c.Do(ctx, esapi.SearchRequest{Index: []string{w.index}, Preference: "_shards:" + w.shard, Body: bytes.NewReader(body)}, &res); err != nil {
-			if errors.Is(err, query.ErrNoTeam) { // the partition was deleted meanwhile
-				return out, w.to, nil
-			}
+		if err := s.c.Do(ctx, esapi.SearchRequest{Body: bytes.NewReader(body)}, &res); err != nil {
 			return nil, 0, err
+		}
+		if res.PITID != "" {
+			pit.ID = res.PITID
 		}
 		for _, h := range res.Hits.Hits {
 			ev := event{index: h.Index, docID: h.ID, seq: h.SeqNo}
@@ -354,12 +379,14 @@ func (s *Sealer) readShard(ctx context.Context, w shardPos, max int) ([]event, i
 				ev.skip = "its team is not its routing"
 			}
 			out = append(out, ev)
-			after = h.SeqNo
 		}
-		if len(res.Hits.Hits) < size {
-			return out, w.to, nil
+		if len(res.Hits.Hits) < page {
+			break
 		}
+		after = res.Hits.Hits[len(res.Hits.Hits)-1].Sort
 	}
+	slices.SortFunc(out, func(a, b event) int { return int(a.seq - b.seq) })
+	return out, to, nil
 }
 
 // commit appends each team's events to its log: read the states, extend them, sign, write each
