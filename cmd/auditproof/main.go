@@ -78,7 +78,7 @@ func main() {
 	fs.StringVar(&e.compare, "compare", "", "load: contrib compares, in one run, this collector with contrib's elasticsearchexporter (bench/contrib)")
 	fs.StringVar(&e.contribBin, "contrib-bin", "bench/contrib/_build/otelcol-contrib-es", "load -compare contrib: the baseline collector (see bench/contrib/builder-config.yaml)")
 	fs.BoolVar(&e.seal, "seal", false, "load: each shape without and then with a sealer running (docs/integrity.md), 10 and 100,000 teams (or -teams)")
-	fs.StringVar(&e.profile, "profile", "", "load: a directory for the collector's CPU profile (30 s, from the 10th second) and allocation profile of each shape")
+	fs.StringVar(&e.profile, "profile", "", "load: a directory for the collector's CPU profile (30 s, from the 10th second) and allocation profile of each shape; with -seal, the sealer's (this process's) CPU profile")
 	fs.Parse(os.Args[2:])
 	e.esURL = "http://127.0.0.1:" + e.esPort
 	var err error

@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"time"
 
 	"github.com/auditpipe/auditpipe/internal/query"
@@ -111,6 +113,15 @@ func (e env) sealShape(name string, teams int, dur time.Duration, sealing bool) 
 	} else {
 		close(done)
 	}
+	if sealing && e.profile != "" {
+		// This process's CPU profile, from the load's start until every event is sealed: the
+		// sealer's functions are internal/seal's, the load generator's loadgen's.
+		stop, err := cpuProfile(filepath.Join(e.profile, fmt.Sprintf("seal-%d-cpu.pprof", teams)))
+		if err != nil {
+			return row, err
+		}
+		defer stop()
+	}
 	cpu0 := selfCPU()
 	res, err := loadgen.Run(context.Background(), cfg)
 	genCPU := selfCPU() - cpu0
@@ -156,6 +167,22 @@ func (e env) sealShape(name string, teams int, dur time.Duration, sealing bool) 
 		return row, fmt.Errorf("%s: %v %s", name, err, v.describe())
 	}
 	return row, nil
+}
+
+// cpuProfile writes this process's CPU profile to path until stop is called.
+func cpuProfile(path string) (stop func(), err error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // sealedEvents is the sum of every team's tree size in the sealer's index.

@@ -118,7 +118,7 @@ func (s *Sealer) expireTeam(ctx context.Context, team string, expired map[string
 		if err != nil {
 			return err
 		}
-		if status[0] < 300 {
+		if status[0].status < 300 {
 			return nil
 		}
 	}

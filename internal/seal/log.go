@@ -95,7 +95,7 @@ func (t *tree) refs(k int64) (refs, error) {
 	if err := t.l.c.Do(t.ctx, esapi.GetRequest{Index: t.l.s.index, DocumentID: tileID(t.team, k)}, &res); err != nil {
 		return refs{}, fmt.Errorf("seal: tile %d of team %s: %w", k, t.team, err)
 	}
-	r := res.Source.Body.refs
+	r := res.Source.Body.Refs
 	if err := r.check(); err != nil || r.len() != TileLeaves {
 		return refs{}, fmt.Errorf("seal: tile %d of team %s is not a full tile", k, t.team)
 	}
@@ -298,7 +298,7 @@ func (t *tree) leafIndex(h esHit, id string) (int64, error) {
 			return t.st.Tiles*TileLeaves + int64(i), nil
 		}
 	}
-	body, _ := json.Marshal(map[string]any{"size": 10, "_source": []string{"k"},
+	body, _ := json.Marshal(map[string]any{"size": 1000, "_source": []string{"k"},
 		"query": map[string]any{"bool": map[string]any{"filter": []any{
 			map[string]any{"term": map[string]any{"kind": "tile"}}, map[string]any{"term": map[string]any{"team": t.team}},
 			map[string]any{"term": map[string]any{"parts": h.Index}},

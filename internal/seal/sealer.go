@@ -402,41 +402,60 @@ func (s *Sealer) commit(ctx context.Context, teams []string, byTeam map[string][
 		if err != nil {
 			return appended, err
 		}
+		// Tiles a stopped sealer completed but did not take out of its state.
+		flushed := map[string]bool{}
+		for _, team := range teams {
+			flushed[team] = len(states[team].Done) > 0
+		}
+		if err := s.flushTiles(ctx, teams, states); err != nil {
+			return appended, err
+		}
 		now := s.cfg.Now().UTC()
 		var items []bulkItem
-		var next []*state
+		var changed []string
 		var added []int
+		var newDay []bool
 		for _, team := range teams {
 			st := states[team]
-			if err := s.flushTiles(ctx, team, st); err != nil {
-				return appended, err
-			}
+			day := st.SealedAt.IsZero() || dayID(team, st.SealedAt) != dayID(team, now)
 			n, err := s.extend(team, st, byTeam[team], now)
 			if err != nil {
 				return appended, err
 			}
+			if n == 0 && !flushed[team] {
+				continue // every event sealed already (another sealer, or this one's earlier try)
+			}
 			items = append(items, stateItem(team, st))
-			next, added = append(next, st), append(added, n)
+			changed, added, newDay = append(changed, team), append(added, n), append(newDay, day)
 		}
-		status, err := s.s.bulk(ctx, items, "")
+		res, err := s.s.bulk(ctx, items, "")
 		if err != nil {
 			return appended, err
 		}
-		var again []string
-		for i, team := range teams {
-			if status[i] == http.StatusConflict {
+		var again, full []string
+		var days []bulkItem
+		for i, team := range changed {
+			if res[i].status == http.StatusConflict {
 				again = append(again, team)
 				continue
 			}
+			st := states[team]
+			st.seqNo, st.primaryTerm = res[i].seqNo, res[i].term
 			appended += added[i]
 			if s.cfg.afterCommit != nil {
 				if err := s.cfg.afterCommit(team); err != nil {
 					return appended, err
 				}
 			}
-			if err := s.afterCommit(ctx, team, next[i]); err != nil {
-				return appended, err
+			if newDay[i] {
+				days = append(days, dayItem(team, st))
 			}
+			if len(st.Done) > 0 {
+				full = append(full, team)
+			}
+		}
+		if err := s.afterCommit(ctx, full, states, days); err != nil {
+			return appended, err
 		}
 		teams = again
 	}
@@ -469,51 +488,58 @@ func (s *Sealer) extend(team string, st *state, evs []event, now time.Time) (int
 	return n, nil
 }
 
-// flushTiles writes the tile documents of a state's full tiles and takes them out of the state
-// (the caller writes it). Tiles follow from a state already written, so whoever writes one writes
-// the same document.
-func (s *Sealer) flushTiles(ctx context.Context, team string, st *state) error {
-	if len(st.Done) == 0 {
-		return nil
-	}
+// flushTiles writes, in one request, the tile documents of the teams' full tiles and takes them
+// out of their states (the caller writes those). Tiles follow from a state already written, so
+// whoever writes one writes the same document. The tiles are searchable before any state without
+// their leaves is written (refresh wait_for): a reader finds a leaf in its state or in its tile.
+func (s *Sealer) flushTiles(ctx context.Context, teams []string, states map[string]*state) error {
 	var items []bulkItem
-	for j, h := range st.Done {
-		k := st.Tiles + int64(j)
-		t := tile{Hash: h, refs: st.Pending.slice(j*TileLeaves, (j+1)*TileLeaves)}
-		items = append(items, bulkItem{op: "index", id: tileID(team, k), seqNo: -1, doc: tileDoc(team, k, t)})
+	for _, team := range teams {
+		st := states[team]
+		for j, h := range st.Done {
+			k := st.Tiles + int64(j)
+			t := tile{Hash: h, Refs: st.Pending.slice(j*TileLeaves, (j+1)*TileLeaves)}
+			items = append(items, bulkItem{op: "index", id: tileID(team, k), seqNo: -1, doc: tileDoc(team, k, t)})
+		}
+	}
+	if len(items) == 0 {
+		return nil
 	}
 	if _, err := s.s.bulk(ctx, items, "wait_for"); err != nil {
 		return err
 	}
-	full := len(st.Done) * TileLeaves
-	st.Pending = st.Pending.slice(full, st.Pending.len())
-	st.Tiles += int64(len(st.Done))
-	st.Done = nil
+	for _, team := range teams {
+		st := states[team]
+		full := len(st.Done) * TileLeaves
+		st.Pending = st.Pending.slice(full, st.Pending.len())
+		st.Tiles += int64(len(st.Done))
+		st.Done = nil
+	}
 	return nil
 }
 
-// afterCommit writes what follows from a written state: its full tiles (and the state without
-// them), and the day's checkpoint of the team's history.
-func (s *Sealer) afterCommit(ctx context.Context, team string, st *state) error {
-	day := bulkItem{op: "index", id: dayID(team, st.SealedAt), seqNo: -1, doc: doc{Kind: "checkpoint", Team: team,
+// dayItem is the team's checkpoint of the day, its bounded history: written after the day's
+// first committed state (a sealer stopped between the two leaves that day without one).
+func dayItem(team string, st *state) bulkItem {
+	return bulkItem{op: "index", id: dayID(team, st.SealedAt), seqNo: -1, doc: doc{Kind: "checkpoint", Team: team,
 		Body: map[string]any{"checkpoint": st.Checkpoint, "size": st.Size, "sealed_at": st.SealedAt}}}
-	if _, err := s.s.bulk(ctx, []bulkItem{day}, ""); err != nil {
+}
+
+// afterCommit writes what follows from written states, for the whole round at once: the days'
+// checkpoints, the full tiles of the teams in full, and their states without those tiles' leaves,
+// each only if still the one this sealer wrote (else another sealer went on from it and takes the
+// tiles out itself).
+func (s *Sealer) afterCommit(ctx context.Context, full []string, states map[string]*state, days []bulkItem) error {
+	if _, err := s.s.bulk(ctx, days, ""); err != nil {
 		return err
 	}
-	if len(st.Done) == 0 {
-		return nil
-	}
-	fresh, err := s.s.readStates(ctx, []string{team})
-	if err != nil {
+	if err := s.flushTiles(ctx, full, states); err != nil {
 		return err
 	}
-	cur := fresh[team]
-	if cur.Size != st.Size {
-		return nil // another sealer went on from it, and takes its tiles out
+	items := make([]bulkItem, len(full))
+	for i, team := range full {
+		items[i] = stateItem(team, states[team])
 	}
-	if err := s.flushTiles(ctx, team, cur); err != nil {
-		return err
-	}
-	_, err = s.s.bulk(ctx, []bulkItem{stateItem(team, cur)}, "")
-	return err // a conflict is another sealer's newer state: it flushes the tiles itself
+	_, err := s.s.bulk(ctx, items, "")
+	return err
 }

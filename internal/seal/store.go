@@ -8,6 +8,8 @@ package seal
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -72,12 +74,103 @@ func (s *Store) ensure(ctx context.Context) error {
 }
 
 // refs say which event each of a run of leaves is, in leaf order: its partition (an index into
-// Parts), its _seq_no there, and its event id. Columns rather than rows: they compress better.
+// Parts), its _seq_no there, and its event id. They are most of what sealing stores, so they are
+// stored in columns (refsJSON), which compress better than rows.
 type refs struct {
-	Parts []string `json:"parts"`
-	P     []int    `json:"p"`
-	Seq   []int64  `json:"seq"`
-	ID    []string `json:"id"`
+	Parts []string
+	P     []int
+	Seq   []int64
+	ID    []string
+}
+
+// refsJSON is refs as stored: each _seq_no as its difference from the leaf before's (a team's
+// events of a partition are near each other there: a byte or two after compression, not seven
+// digits), each event id in compactID's form.
+type refsJSON struct {
+	Parts    []string `json:"parts"`
+	P        []int    `json:"p"`
+	SeqDelta []int64  `json:"seq_delta"`
+	ID       []string `json:"id"`
+}
+
+func (r refs) MarshalJSON() ([]byte, error) {
+	out := refsJSON{Parts: r.Parts, P: r.P, SeqDelta: make([]int64, len(r.Seq)), ID: make([]string, len(r.ID))}
+	prev := int64(0)
+	for i, s := range r.Seq {
+		out.SeqDelta[i], prev = s-prev, s
+	}
+	for i, id := range r.ID {
+		out.ID[i] = compactID(id)
+	}
+	return json.Marshal(out)
+}
+
+func (r *refs) UnmarshalJSON(b []byte) error {
+	var in refsJSON
+	if err := json.Unmarshal(b, &in); err != nil {
+		return err
+	}
+	*r = refs{Parts: in.Parts, P: in.P, Seq: make([]int64, len(in.SeqDelta)), ID: make([]string, len(in.ID))}
+	prev := int64(0)
+	for i, d := range in.SeqDelta {
+		prev += d
+		r.Seq[i] = prev
+	}
+	for i, c := range in.ID {
+		id, err := expandID(c)
+		if err != nil {
+			return err
+		}
+		r.ID[i] = id
+	}
+	return nil
+}
+
+// compactID is how refs store an event id: a canonical (lowercase) UUID, the usual id, as "~" and
+// its 16 bytes in unpadded base64url (23 characters, not 36 of hex: a fifth fewer stored bytes a
+// leaf); any other id as it is, with a "~" before it if it starts with one.
+func compactID(id string) string {
+	if u, ok := uuidBytes(id); ok {
+		return "~" + base64.RawURLEncoding.EncodeToString(u[:])
+	}
+	if strings.HasPrefix(id, "~") {
+		return "~" + id
+	}
+	return id
+}
+
+// expandID inverts compactID.
+func expandID(c string) (string, error) {
+	switch {
+	case strings.HasPrefix(c, "~~"):
+		return c[1:], nil
+	case strings.HasPrefix(c, "~"):
+		u, err := base64.RawURLEncoding.DecodeString(c[1:])
+		if err != nil || len(u) != 16 {
+			return "", fmt.Errorf("seal: a stored event id %q is not a compact UUID", c)
+		}
+		h := hex.EncodeToString(u)
+		return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:], nil
+	}
+	return c, nil
+}
+
+// uuidBytes parses a UUID in its canonical lowercase text form only, so that expandID gives back
+// the very string.
+func uuidBytes(id string) (u [16]byte, ok bool) {
+	if len(id) != 36 || id[8] != '-' || id[13] != '-' || id[18] != '-' || id[23] != '-' {
+		return u, false
+	}
+	h := id[:8] + id[9:13] + id[14:18] + id[19:23] + id[24:]
+	for i := 0; i < len(h); i++ {
+		if c := h[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return u, false
+		}
+	}
+	if _, err := hex.Decode(u[:], []byte(h)); err != nil {
+		return u, false
+	}
+	return u, true
 }
 
 func (r *refs) len() int { return len(r.ID) }
@@ -155,7 +248,7 @@ func (st *state) root() tlog.Hash { return st.Edge.Root() }
 // tile is a full tile's document.
 type tile struct {
 	Hash tlog.Hash `json:"hash"`
-	refs
+	Refs refs      `json:"refs"`
 }
 
 func stateID(team string) string         { return "state:" + team }
@@ -176,11 +269,11 @@ type doc struct {
 }
 
 func tileDoc(team string, k int64, t tile) doc {
-	lo, hi := t.Seq[0], t.Seq[0]
-	for _, s := range t.Seq {
+	lo, hi := t.Refs.Seq[0], t.Refs.Seq[0]
+	for _, s := range t.Refs.Seq {
 		lo, hi = min(lo, s), max(hi, s)
 	}
-	return doc{Kind: "tile", Team: team, K: &k, Parts: t.Parts, SeqLo: &lo, SeqHi: &hi, Body: t}
+	return doc{Kind: "tile", Team: team, K: &k, Parts: t.Refs.Parts, SeqLo: &lo, SeqHi: &hi, Body: t}
 }
 
 // readStates gets the states of teams in one request; a team without one gets a new state.
@@ -266,8 +359,15 @@ type bulkItem struct {
 	doc         doc
 }
 
-// bulk runs items and gives each one's status.
-func (s *Store) bulk(ctx context.Context, items []bulkItem, refresh string) ([]int, error) {
+// written is what _bulk answered for one item: its status and, when written, the document's new
+// _seq_no and _primary_term (a later conditional write's condition).
+type written struct {
+	status      int
+	seqNo, term int64
+}
+
+// bulk runs items and gives what each did; any failure but a conflict is an error.
+func (s *Store) bulk(ctx context.Context, items []bulkItem, refresh string) ([]written, error) {
 	if len(items) == 0 {
 		return nil, nil
 	}
@@ -289,8 +389,10 @@ func (s *Store) bulk(ctx context.Context, items []bulkItem, refresh string) ([]i
 	}
 	var res struct {
 		Items []map[string]struct {
-			Status int             `json:"status"`
-			Error  json.RawMessage `json:"error"`
+			Status      int             `json:"status"`
+			SeqNo       int64           `json:"_seq_no"`
+			PrimaryTerm int64           `json:"_primary_term"`
+			Error       json.RawMessage `json:"error"`
 		} `json:"items"`
 	}
 	if err := s.c.Do(ctx, esapi.BulkRequest{Index: s.index, Body: &b, Refresh: refresh}, &res); err != nil {
@@ -299,10 +401,10 @@ func (s *Store) bulk(ctx context.Context, items []bulkItem, refresh string) ([]i
 	if len(res.Items) != len(items) {
 		return nil, fmt.Errorf("seal: _bulk answered %d items for %d", len(res.Items), len(items))
 	}
-	out := make([]int, len(items))
+	out := make([]written, len(items))
 	for i, m := range res.Items {
 		for _, r := range m {
-			out[i] = r.Status
+			out[i] = written{r.Status, r.SeqNo, r.PrimaryTerm}
 			if r.Status >= 300 && r.Status != http.StatusConflict {
 				return nil, fmt.Errorf("seal: writing %s: %d %s", items[i].id, r.Status, r.Error)
 			}

@@ -10,11 +10,14 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strings"
 
 	"github.com/elastic/go-elasticsearch/v8/esapi"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/auditpipe/auditpipe/internal/document"
 	"github.com/auditpipe/auditpipe/internal/query"
+	"github.com/auditpipe/auditpipe/internal/shared/layout"
 	"github.com/auditpipe/auditpipe/internal/shared/merkle"
 )
 
@@ -36,7 +39,7 @@ func (l *Log) Verify(ctx context.Context, team string, keys []string, pinned []b
 		return r, nil
 	}
 	r.Origin, r.Size, r.Root, r.SignedBy = cp.Origin, cp.Size, base64.StdEncoding.EncodeToString(cp.Root[:]), by
-	if cp.Origin[len(cp.Origin)-len(team)-1:] != "/"+team || cp.Size != t.st.Size || cp.Root != t.st.root() {
+	if !strings.HasSuffix(cp.Origin, "/"+team) || cp.Size != t.st.Size || cp.Root != t.st.root() {
 		r.Add(merkle.ProblemRootMismatch, -1, "", "the signed checkpoint is not the sealed tree of team %s", team)
 		r.Conclude()
 		return r, nil
@@ -51,7 +54,7 @@ func (l *Log) Verify(ctx context.Context, team string, keys []string, pinned []b
 		r.Expired = first
 		r.Add(merkle.ProblemExpired, 0, "", "the events of leaves [0, %d) were removed by retention; the removal is signed", first)
 	}
-	sealed := map[string]map[string]bool{} // partition -> event ids sealed there
+	sealed := map[string]map[string]bool{} // partition -> document ids sealed there
 	var hashes []tlog.Hash
 	intact := true
 	for k := first / TileLeaves; k*TileLeaves < t.st.Size; k++ {
@@ -74,7 +77,7 @@ func (l *Log) Verify(ctx context.Context, team string, keys []string, pinned []b
 			if sealed[part] == nil {
 				sealed[part] = map[string]bool{}
 			}
-			sealed[part][id] = true
+			sealed[part][layout.DocID(team, id)] = true
 			h, ok := hits[id]
 			evTeam, _, lh, lerr := h.leaf()
 			switch {
@@ -128,7 +131,7 @@ func (l *Log) extra(ctx context.Context, team string, st *state, sealed map[stri
 	teamQ := map[string]any{"term": map[string]any{"team_id": team}}
 	var after []any
 	for {
-		req := map[string]any{"size": 5000, "_source": false, "seq_no_primary_term": true, "track_total_hits": false,
+		req := map[string]any{"size": 5000, "_source": []string{document.EventID}, "seq_no_primary_term": true, "track_total_hits": false,
 			"query": map[string]any{"bool": map[string]any{"filter": []any{teamQ}}},
 			"sort":  []any{map[string]any{"_index": "asc"}, map[string]any{"_seq_no": "asc"}}}
 		if after != nil {
@@ -154,7 +157,7 @@ func (l *Log) extra(ctx context.Context, team string, st *state, sealed map[stri
 			mark, marked := st.Marks[h.Index]
 			switch {
 			case slices.Contains(st.ExpiredParts, h.Index): // its events' retention ended
-			case sealed[h.Index][id] && marked && h.SeqNo <= mark:
+			case sealed[h.Index][h.ID] && marked && h.SeqNo <= mark:
 			case marked && h.SeqNo <= mark:
 				r.Add(merkle.ProblemExtra, -1, id, "an event of the team stored in %s before the checkpoint is in no leaf", h.Index)
 			default:
@@ -168,10 +171,18 @@ func (l *Log) extra(ctx context.Context, team string, st *state, sealed map[stri
 	}
 }
 
-// eventIDOf is the event id of a hit read without its source: what its _id carries.
+// eventIDOf is the event id of a hit read with only event.id of its source: event.id where the
+// stored document keeps it (an id too long for the _id), else what its _id carries.
 func eventIDOf(h esHit) string {
-	_, id, _ := bytes.Cut([]byte(h.ID), []byte(":"))
-	return string(id)
+	var src struct {
+		Event struct {
+			ID string `json:"id"`
+		} `json:"event"`
+	}
+	if json.Unmarshal(h.Source, &src) == nil && src.Event.ID != "" {
+		return src.Event.ID
+	}
+	return layout.EventIDOf(h.ID)
 }
 
 // verifyPinned checks that the log extends a checkpoint kept earlier.
