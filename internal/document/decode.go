@@ -56,10 +56,16 @@ func Decode(h Hit) (Stored, error) {
 	if err := json.Unmarshal(h.Source, &d); err != nil {
 		return Stored{}, fmt.Errorf("stored document: %w", err)
 	}
+	return d.WithDocID(h.ID), nil
+}
+
+// WithDocID completes a document decoded with the search answer that held it (as Decode does one
+// hit): the event id from its _id where the document does not keep it.
+func (d Stored) WithDocID(docID string) Stored {
 	if d.Event.ID == "" {
-		d.Event.ID = layout.EventIDOf(h.ID)
+		d.Event.ID = layout.EventIDOf(docID)
 	}
-	return d, nil
+	return d
 }
 
 // Expand returns an event document with every field version 3 wrote, whatever version stored it:

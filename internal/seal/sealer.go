@@ -40,7 +40,7 @@ type Config struct {
 	Origin   string        // the operator's origin: checkpoints name <origin>/<team id>
 	Signers  []note.Signer // one, or several while keys are rotated; never stored in Elasticsearch
 	Interval time.Duration // default DefaultInterval
-	// RoundEvents bounds the events one round reads (default 50,000): a round that stops there
+	// RoundEvents bounds the events one round reads (default 100,000): a round that stops there
 	// commits what it read and the next starts at once.
 	RoundEvents int
 	Logger      *slog.Logger
@@ -74,7 +74,7 @@ func New(cfg Config) (*Sealer, error) {
 		cfg.Interval = DefaultInterval
 	}
 	if cfg.RoundEvents <= 0 {
-		cfg.RoundEvents = 50_000
+		cfg.RoundEvents = 100_000
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -294,15 +294,92 @@ type esHit struct {
 
 // leaf reads a hit as a leaf: its team, its event id and its leaf hash.
 func (h esHit) leaf() (team, id string, hash tlog.Hash, err error) {
-	api, err := document.ToAPI(document.Hit{ID: h.ID, Source: h.Source})
+	d, err := document.Decode(document.Hit{ID: h.ID, Source: h.Source})
 	if err != nil {
 		return "", "", tlog.Hash{}, err
 	}
-	data, err := merkle.LeafData(api.AppendJSON(make([]byte, 0, len(h.Source))))
+	return leafOf(d, len(h.Source))
+}
+
+// leafOf is a decoded document's leaf: the API's event (document.APIEvent), as merkle.LeafData.
+func leafOf(d document.Stored, size int) (team, id string, hash tlog.Hash, err error) {
+	api, err := d.API()
+	if err != nil {
+		return "", "", tlog.Hash{}, err
+	}
+	data, err := merkle.LeafData(api.AppendJSON(make([]byte, 0, size)))
 	if err != nil {
 		return "", "", tlog.Hash{}, err
 	}
 	return api.TeamID, api.ID, merkle.LeafHash(data), nil
+}
+
+// decodedHit is a search hit whose source is decoded with the answer: one pass of encoding/json
+// over a page, not one for the page and one more for each source.
+type decodedHit struct {
+	Index   string          `json:"_index"`
+	ID      string          `json:"_id"`
+	SeqNo   int64           `json:"_seq_no"`
+	Version int64           `json:"_version"`
+	Routing string          `json:"_routing"`
+	Source  document.Stored `json:"_source"`
+	Sort    []any           `json:"sort"`
+}
+
+// readPage decodes a page of the sealer's search into events; n is the page's hits, last the
+// sort values of its last. A page where a source does not decode as a stored document (edited in
+// the cluster) is decoded again hit by hit, so that only that hit is unreadable.
+func readPage(body []byte) (evs []event, pitID string, last []any, n int, err error) {
+	var fast struct {
+		PITID string `json:"pit_id"`
+		Hits  struct {
+			Hits []decodedHit `json:"hits"`
+		} `json:"hits"`
+	}
+	if json.Unmarshal(body, &fast) == nil {
+		for _, h := range fast.Hits.Hits {
+			ev := event{index: h.Index, docID: h.ID, seq: h.SeqNo}
+			var err error
+			ev.team, ev.id, ev.hash, err = leafOf(h.Source.WithDocID(h.ID), 1024)
+			evs = append(evs, ev.check(err, h.Version, h.Routing))
+		}
+		if n = len(fast.Hits.Hits); n > 0 {
+			last = fast.Hits.Hits[n-1].Sort
+		}
+		return evs, fast.PITID, last, n, nil
+	}
+	var slow struct {
+		PITID string `json:"pit_id"`
+		Hits  struct {
+			Hits []esHit `json:"hits"`
+		} `json:"hits"`
+	}
+	if err := json.Unmarshal(body, &slow); err != nil {
+		return nil, "", nil, 0, fmt.Errorf("seal: a search answer: %w", err)
+	}
+	for _, h := range slow.Hits.Hits {
+		ev := event{index: h.Index, docID: h.ID, seq: h.SeqNo}
+		var err error
+		ev.team, ev.id, ev.hash, err = h.leaf()
+		evs = append(evs, ev.check(err, h.Version, h.Routing))
+	}
+	if n = len(slow.Hits.Hits); n > 0 {
+		last = slow.Hits.Hits[n-1].Sort
+	}
+	return evs, slow.PITID, last, n, nil
+}
+
+// check says why an event read is not sealed, if it is not.
+func (ev event) check(err error, version int64, routing string) event {
+	switch {
+	case err != nil:
+		ev.skip = "unreadable: " + err.Error()
+	case version > 1:
+		ev.skip = "changed after it was stored"
+	case audit.CheckTeamID(ev.team) != nil || routing != ev.team:
+		ev.skip = "its team is not its routing"
+	}
+	return ev
 }
 
 // apiJSON is the hit as the API returns it.
@@ -354,36 +431,22 @@ func (s *Sealer) readShard(ctx context.Context, w shardPos, max int) ([]event, i
 			req["search_after"] = after
 		}
 		body, _ := json.Marshal(req)
-		var res struct {
-			PITID string `json:"pit_id"`
-			Hits  struct {
-				Hits []esHit `json:"hits"`
-			} `json:"hits"`
-		}
-		if err := s.c.Do(ctx, esapi.SearchRequest{Body: bytes.NewReader(body)}, &res); err != nil {
+		raw, err := s.c.Raw(ctx, esapi.SearchRequest{Body: bytes.NewReader(body)})
+		if err != nil {
 			return nil, 0, err
 		}
-		if res.PITID != "" {
-			pit.ID = res.PITID
+		evs, pitID, last, n, err := readPage(raw)
+		if err != nil {
+			return nil, 0, err
 		}
-		for _, h := range res.Hits.Hits {
-			ev := event{index: h.Index, docID: h.ID, seq: h.SeqNo}
-			var err error
-			ev.team, ev.id, ev.hash, err = h.leaf()
-			switch {
-			case err != nil:
-				ev.skip = "unreadable: " + err.Error()
-			case h.Version > 1:
-				ev.skip = "changed after it was stored"
-			case audit.CheckTeamID(ev.team) != nil || h.Routing != ev.team:
-				ev.skip = "its team is not its routing"
-			}
-			out = append(out, ev)
+		if pitID != "" {
+			pit.ID = pitID
 		}
-		if len(res.Hits.Hits) < page {
+		out = append(out, evs...)
+		if n < page {
 			break
 		}
-		after = res.Hits.Hits[len(res.Hits.Hits)-1].Sort
+		after = last
 	}
 	slices.SortFunc(out, func(a, b event) int { return int(a.seq - b.seq) })
 	return out, to, nil
@@ -411,13 +474,19 @@ func (s *Sealer) commit(ctx context.Context, teams []string, byTeam map[string][
 			return appended, err
 		}
 		now := s.cfg.Now().UTC()
-		var items []bulkItem
+		var items, days []bulkItem
 		var changed []string
 		var added []int
-		var newDay []bool
 		for _, team := range teams {
 			st := states[team]
-			day := st.SealedAt.IsZero() || dayID(team, st.SealedAt) != dayID(team, now)
+			// The history: a state that moves past its day keeps that day's last checkpoint. It
+			// was written (signed and committed) already, so it is written with the new states,
+			// whatever becomes of them.
+			var day *bulkItem
+			if !st.SealedAt.IsZero() && dayID(team, st.SealedAt) != dayID(team, now) {
+				d := dayItem(team, st)
+				day = &d
+			}
 			n, err := s.extend(team, st, byTeam[team], now)
 			if err != nil {
 				return appended, err
@@ -426,14 +495,16 @@ func (s *Sealer) commit(ctx context.Context, teams []string, byTeam map[string][
 				continue // every event sealed already (another sealer, or this one's earlier try)
 			}
 			items = append(items, stateItem(team, st))
-			changed, added, newDay = append(changed, team), append(added, n), append(newDay, day)
+			changed, added = append(changed, team), append(added, n)
+			if day != nil {
+				days = append(days, *day)
+			}
 		}
-		res, err := s.s.bulk(ctx, items, "")
+		res, err := s.s.bulk(ctx, append(items, days...), "")
 		if err != nil {
 			return appended, err
 		}
 		var again, full []string
-		var days []bulkItem
 		for i, team := range changed {
 			if res[i].status == http.StatusConflict {
 				again = append(again, team)
@@ -447,14 +518,11 @@ func (s *Sealer) commit(ctx context.Context, teams []string, byTeam map[string][
 					return appended, err
 				}
 			}
-			if newDay[i] {
-				days = append(days, dayItem(team, st))
-			}
 			if len(st.Done) > 0 {
 				full = append(full, team)
 			}
 		}
-		if err := s.afterCommit(ctx, full, states, days); err != nil {
+		if err := s.afterCommit(ctx, full, states); err != nil {
 			return appended, err
 		}
 		teams = again
@@ -518,21 +586,16 @@ func (s *Sealer) flushTiles(ctx context.Context, teams []string, states map[stri
 	return nil
 }
 
-// dayItem is the team's checkpoint of the day, its bounded history: written after the day's
-// first committed state (a sealer stopped between the two leaves that day without one).
+// dayItem is a team's last checkpoint of its state's day: the log's bounded history, one a day.
 func dayItem(team string, st *state) bulkItem {
 	return bulkItem{op: "index", id: dayID(team, st.SealedAt), seqNo: -1, doc: doc{Kind: "checkpoint", Team: team,
 		Body: map[string]any{"checkpoint": st.Checkpoint, "size": st.Size, "sealed_at": st.SealedAt}}}
 }
 
-// afterCommit writes what follows from written states, for the whole round at once: the days'
-// checkpoints, the full tiles of the teams in full, and their states without those tiles' leaves,
-// each only if still the one this sealer wrote (else another sealer went on from it and takes the
-// tiles out itself).
-func (s *Sealer) afterCommit(ctx context.Context, full []string, states map[string]*state, days []bulkItem) error {
-	if _, err := s.s.bulk(ctx, days, ""); err != nil {
-		return err
-	}
+// afterCommit writes what follows from written states, for the whole round at once: the full
+// tiles of the teams in full, then their states without those tiles' leaves, each only if still
+// the one this sealer wrote (else another sealer went on from it and takes the tiles out itself).
+func (s *Sealer) afterCommit(ctx context.Context, full []string, states map[string]*state) error {
 	if err := s.flushTiles(ctx, full, states); err != nil {
 		return err
 	}

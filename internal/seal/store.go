@@ -276,8 +276,22 @@ func tileDoc(team string, k int64, t tile) doc {
 	return doc{Kind: "tile", Team: team, K: &k, Parts: t.Refs.Parts, SeqLo: &lo, SeqHi: &hi, Body: t}
 }
 
-// readStates gets the states of teams in one request; a team without one gets a new state.
+// chunk bounds the documents of one _mget or _bulk: a round of 100,000 teams is requests of a
+// few megabytes, not one of a hundred.
+const chunk = 2000
+
+// readStates gets the states of teams, chunk by chunk; a team without one gets a new state.
 func (s *Store) readStates(ctx context.Context, teams []string) (map[string]*state, error) {
+	out := make(map[string]*state, len(teams))
+	for lo := 0; lo < len(teams); lo += chunk {
+		if err := s.readStateChunk(ctx, teams[lo:min(lo+chunk, len(teams))], out); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func (s *Store) readStateChunk(ctx context.Context, teams []string, out map[string]*state) error {
 	ids := make([]string, len(teams))
 	for i, t := range teams {
 		ids[i] = stateID(t)
@@ -295,14 +309,13 @@ func (s *Store) readStates(ctx context.Context, teams []string) (map[string]*sta
 	}
 	yes := true
 	if err := s.c.Do(ctx, esapi.MgetRequest{Index: s.index, Body: bytes.NewReader(body), Realtime: &yes}, &res); err != nil {
-		return nil, err
+		return err
 	}
-	out := make(map[string]*state, len(teams))
 	for i, d := range res.Docs {
 		if len(d.Error) > 0 && bytes.Contains(d.Error, []byte("index_not_found_exception")) {
 			d.Found = false // nothing sealed yet
 		} else if len(d.Error) > 0 {
-			return nil, fmt.Errorf("seal: reading %s: %s", d.ID, d.Error)
+			return fmt.Errorf("seal: reading %s: %s", d.ID, d.Error)
 		}
 		st := &state{seqNo: -1, primaryTerm: -1, Marks: map[string]int64{}}
 		if d.Found {
@@ -310,11 +323,11 @@ func (s *Store) readStates(ctx context.Context, teams []string) (map[string]*sta
 				Body state `json:"body"`
 			}
 			if err := json.Unmarshal(d.Source, &w); err != nil {
-				return nil, fmt.Errorf("seal: %s: %w", d.ID, err)
+				return fmt.Errorf("seal: %s: %w", d.ID, err)
 			}
 			*st = w.Body
 			if err := st.check(); err != nil {
-				return nil, fmt.Errorf("seal: %s: %w", d.ID, err)
+				return fmt.Errorf("seal: %s: %w", d.ID, err)
 			}
 			st.seqNo, st.primaryTerm = d.SeqNo, d.PrimaryTerm
 			if st.Marks == nil {
@@ -323,7 +336,7 @@ func (s *Store) readStates(ctx context.Context, teams []string) (map[string]*sta
 		}
 		out[teams[i]] = st
 	}
-	return out, nil
+	return nil
 }
 
 // check refuses a state whose parts disagree.
@@ -366,11 +379,20 @@ type written struct {
 	seqNo, term int64
 }
 
-// bulk runs items and gives what each did; any failure but a conflict is an error.
+// bulk runs items, chunk by chunk, and gives what each did; any failure but a conflict is an error.
 func (s *Store) bulk(ctx context.Context, items []bulkItem, refresh string) ([]written, error) {
-	if len(items) == 0 {
-		return nil, nil
+	var out []written
+	for lo := 0; lo < len(items); lo += chunk {
+		w, err := s.bulkChunk(ctx, items[lo:min(lo+chunk, len(items))], refresh)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, w...)
 	}
+	return out, nil
+}
+
+func (s *Store) bulkChunk(ctx context.Context, items []bulkItem, refresh string) ([]written, error) {
 	var b bytes.Buffer
 	for _, it := range items {
 		meta := map[string]any{"_id": it.id}
