@@ -4,7 +4,8 @@ package main
 // Each shape runs the load of `auditproof load` twice on the same node, once without and once with
 // a sealer running beside the collector (in this process, as auditapi --seal-key runs one), and
 // reports the events/s stored of each, how long after the last event was stored every event was
-// sealed, and the sealer's index against the events' bytes, both merged to one segment.
+// sealed, and the sealer's index against the events' bytes, both merged to one segment: right after
+// the run, and once the states it superseded are merged away (what sealing keeps).
 
 import (
 	"bytes"
@@ -34,8 +35,8 @@ func sealBench(e env) bool {
 	if e.short {
 		dur = 15 * time.Second
 	}
-	const rowFormat = "%8v %8v %9v %16v %13v %20v %18v %16v %16v %14v\n"
-	fmt.Fprintf(e.out, rowFormat, "teams", "sealing", "events", "events/s stored", "on ÷ off", "sealed after (s)", "sealer CPU µs/ev", "events bytes/ev", "seal bytes/ev", "seal ÷ events")
+	const rowFormat = "%8v %8v %9v %16v %9v %17v %17v %16v %14v %14v %15v %15v\n"
+	fmt.Fprintf(e.out, rowFormat, "teams", "sealing", "events", "events/s stored", "on ÷ off", "sealed after (s)", "sealer CPU µs/ev", "events bytes/ev", "seal bytes/ev", "seal ÷ events", "kept bytes/ev", "kept ÷ events")
 	ok := true
 	// A warm-up shape first, not reported: the node's JIT and caches warm for minutes.
 	for i, t := range append([]int{10}, teams...) {
@@ -56,12 +57,13 @@ func sealBench(e env) bool {
 			} else {
 				offRate = row.rate
 			}
-			sealed, cpu, sealBytes, share := "-", "-", "-", "-"
+			sealed, cpu, sealBytes, share, kept, keptShare := "-", "-", "-", "-", "-", "-"
 			if sealing {
 				sealed, cpu = fmt.Sprintf("%.1f", row.sealedAfter.Seconds()), perEvent(row.sealCPU, row.events)
 				sealBytes, share = fmt.Sprint(row.sealBytes/max(row.events, 1)), fmt.Sprintf("%.3f", float64(row.sealBytes)/float64(max(row.eventBytes, 1)))
+				kept, keptShare = fmt.Sprint(row.sealKept/max(row.events, 1)), fmt.Sprintf("%.3f", float64(row.sealKept)/float64(max(row.eventBytes, 1)))
 			}
-			fmt.Fprintf(e.out, rowFormat, t, sealing, row.events, fmt.Sprintf("%.0f", row.rate), ratio, sealed, cpu, row.eventBytes/max(row.events, 1), sealBytes, share)
+			fmt.Fprintf(e.out, rowFormat, t, sealing, row.events, fmt.Sprintf("%.0f", row.rate), ratio, sealed, cpu, row.eventBytes/max(row.events, 1), sealBytes, share, kept, keptShare)
 		}
 	}
 	return ok
@@ -73,6 +75,7 @@ type sealRow struct {
 	sealedAfter           time.Duration
 	sealCPU               time.Duration
 	eventBytes, sealBytes int64
+	sealKept              int64 // sealBytes once the superseded states are merged away
 }
 
 func (e env) sealShape(name string, teams int, dur time.Duration, sealing bool) (sealRow, error) {
@@ -162,6 +165,26 @@ func (e env) sealShape(name string, teams int, dur time.Duration, sealing bool) 
 		if row.sealBytes, err = storeBytes(r.esURL, store.Index()); err != nil {
 			return row, err
 		}
+		// The states a round superseded are soft deletes, which Elasticsearch keeps until the
+		// shard's retention lease moves past them (it is renewed every 30 s or so); merges then
+		// drop them. The index once they are gone is what sealing keeps.
+		deadline := time.Now().Add(3 * time.Minute)
+		for {
+			if err := esinspect.ForceMerge(r.esURL, store.Index()); err != nil {
+				return row, err
+			}
+			deleted, err := deletedDocs(r.esURL, store.Index())
+			if err != nil {
+				return row, err
+			}
+			if deleted == 0 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(5 * time.Second)
+		}
+		if row.sealKept, err = storeBytes(r.esURL, store.Index()); err != nil {
+			return row, err
+		}
 	}
 	if v, err := r.settle(res); err != nil || !v.ok() {
 		return row, fmt.Errorf("%s: %v %s", name, err, v.describe())
@@ -183,6 +206,26 @@ func cpuProfile(path string) (stop func(), err error) {
 		return nil, err
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// deletedDocs is the index's deleted documents that its segments still hold.
+func deletedDocs(base, index string) (int64, error) {
+	res, err := http.Get(base + "/" + index + "/_stats/docs")
+	if err != nil {
+		return 0, err
+	}
+	defer res.Body.Close()
+	var out struct {
+		All struct {
+			Primaries struct {
+				Docs struct {
+					Deleted int64 `json:"deleted"`
+				} `json:"docs"`
+			} `json:"primaries"`
+		} `json:"_all"`
+	}
+	err = json.NewDecoder(res.Body).Decode(&out)
+	return out.All.Primaries.Docs.Deleted, err
 }
 
 // sealedEvents is the sum of every team's tree size in the sealer's index.
