@@ -61,6 +61,8 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
 	$(GO) test -run '^$$' -fuzz '^FuzzVerifyBundle$$' -fuzztime $(FUZZTIME) ./internal/shared/merkle/
 	$(GO) test -run '^$$' -fuzz '^FuzzCursor$$' -fuzztime $(FUZZTIME) ./internal/tenantapi/
 	$(GO) test -run '^$$' -fuzz '^FuzzCSVReader$$' -fuzztime $(FUZZTIME) ./internal/importer/
+	$(GO) test -run '^$$' -fuzz '^FuzzCompactID$$' -fuzztime $(FUZZTIME) ./internal/seal/
+	$(GO) test -run '^$$' -fuzz '^FuzzReadPage$$' -fuzztime $(FUZZTIME) ./internal/seal/
 
 compile: ## compile every package of the module
 	$(GO) build ./...

@@ -1,6 +1,7 @@
 package seal
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -58,4 +59,42 @@ func TestReadPage(t *testing.T) {
 	if _, _, _, _, err := readPage([]byte(`{"hits":`)); err == nil {
 		t.Error("a truncated answer was read")
 	}
+}
+
+// FuzzReadPage: any answer, any source in it, is events or an error, never a panic; a hit that
+// reads is a leaf the hit-by-hit path gives too.
+func FuzzReadPage(f *testing.F) {
+	src, err := os.ReadFile("../document/testdata/event.v3.json")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(`{"hits":{"hits":[{"_index":"a","_id":"191796:ev-1","_seq_no":1,"_version":1,"_routing":"191796","_source":` + string(src) + `,"sort":[1]}]}}`)
+	f.Add(`{"hits":{"hits":[{"_id":"1:x","_source":{"@timestamp":"2026-12-01T10:00:00Z","action":"a","team_id":"1","metadata":{"n":1e400}}}]}}`)
+	f.Add(`{"pit_id":"x","hits":{"hits":[{"_source":null}]}}`)
+	f.Fuzz(func(t *testing.T, body string) {
+		evs, _, _, n, err := readPage([]byte(body))
+		if err != nil {
+			return
+		}
+		if len(evs) != n {
+			t.Fatalf("%d events of %d hits", len(evs), n)
+		}
+		var slow struct {
+			Hits struct {
+				Hits []esHit `json:"hits"`
+			} `json:"hits"`
+		}
+		if err := json.Unmarshal([]byte(body), &slow); err != nil {
+			t.Fatalf("read in one pass, not hit by hit: %v", err)
+		}
+		for i, h := range slow.Hits.Hits {
+			if evs[i].skip != "" {
+				continue
+			}
+			team, id, hash, err := h.leaf()
+			if err != nil || team != evs[i].team || id != evs[i].id || hash != evs[i].hash {
+				t.Fatalf("hit %d: one pass %+v, hit by hit %s %s %x %v", i, evs[i], team, id, hash, err)
+			}
+		}
+	})
 }
