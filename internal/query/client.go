@@ -79,9 +79,9 @@ func New(c Conn) (*Client, error) {
 		return nil, err
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	// Readers run beside the cluster: Elasticsearch's gzip of an answer (which Go's transport asks
-	// for by default) costs the node more CPU than the bytes cost the network. The sealer's pages of
-	// events spent a tenth of its time inflating them (BENCHMARKS.md, "Sealing").
+	// Readers run beside the cluster, where CPU is scarcer than bandwidth: Elasticsearch gzips an
+	// answer when asked (Go's transport asks by default), and inflating the sealer's pages of events
+	// took a tenth of its time (BENCHMARKS.md, "Sealing").
 	tr.DisableCompression = true
 	if c.CAFile != "" || c.InsecureSkipVerify {
 		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: c.InsecureSkipVerify} //nolint:gosec // an explicit operator choice

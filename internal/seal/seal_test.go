@@ -562,3 +562,29 @@ func TestKeyRotation(t *testing.T) {
 	_, err = Signers([]byte("not a key"))
 	require.Error(t, err)
 }
+
+// TestEveryKindOfIDIsSealedAndFound: an id too long for the _id (the document keeps it, the _id its
+// hash), a UUID in capitals, ids that look like the refs' compact form: each is sealed, proven,
+// exported and found again by the online check, none of them EXTRA.
+func TestEveryKindOfIDIsSealedAndFound(t *testing.T) {
+	e := newEnv(t)
+	evs := events("404", 6, time.Now().UTC().Add(-time.Hour), time.Hour)
+	evs[0].ID = strings.Repeat("l", audit.MaxIDBytes)
+	evs[1].ID = strings.ToUpper(uuid.NewString())
+	evs[2].ID = "~" + strings.Repeat("A", 22)
+	evs[3].ID = "~~x"
+	e.load(evs)
+	require.Equal(t, 6, e.round(e.sealer()).Events)
+	cp := e.checkpoint("404")
+	for _, ev := range evs {
+		p, err := e.log.Proof(context.Background(), "404", ev.ID)
+		require.NoError(t, err, "event %q", ev.ID)
+		require.NoError(t, tlog.CheckRecord(unb64(t, p.Inclusion), cp.Size, cp.Root, p.Index, e.leafHashOf("404", ev.ID)), "event %q", ev.ID)
+	}
+	_, rep := e.bundle("404", nil)
+	require.True(t, rep.Verified, "%+v", rep.Problems)
+	vr, err := e.log.Verify(context.Background(), "404", []string{e.verifier}, nil)
+	require.NoError(t, err)
+	require.True(t, vr.Verified, "%+v", vr.Problems)
+	require.Equal(t, 6, vr.Events)
+}

@@ -479,9 +479,9 @@ func (s *Sealer) commit(ctx context.Context, teams []string, byTeam map[string][
 		var added []int
 		for _, team := range teams {
 			st := states[team]
-			// The history: a state that moves past its day keeps that day's last checkpoint. It
-			// was written (signed and committed) already, so it is written with the new states,
-			// whatever becomes of them.
+			// The history: a state that moves past its day keeps that day's last checkpoint (or,
+			// when another sealer commits across midnight, one a little earlier that day). It was
+			// committed already, so it is written with the new states, whatever becomes of them.
 			var day *bulkItem
 			if !st.SealedAt.IsZero() && dayID(team, st.SealedAt) != dayID(team, now) {
 				d := dayItem(team, st)

@@ -127,8 +127,8 @@ func (r *refs) UnmarshalJSON(b []byte) error {
 }
 
 // compactID is how refs store an event id: a canonical (lowercase) UUID, the usual id, as "~" and
-// its 16 bytes in unpadded base64url (23 characters, not 36 of hex: a fifth fewer stored bytes a
-// leaf); any other id as it is, with a "~" before it if it starts with one.
+// its 16 bytes in unpadded base64url (23 characters, not 36, and fewer bytes after compression);
+// any other id as it is, with a "~" before it if it starts with one.
 func compactID(id string) string {
 	if u, ok := uuidBytes(id); ok {
 		return "~" + base64.RawURLEncoding.EncodeToString(u[:])
