@@ -117,8 +117,8 @@ func (e env) sealShape(name string, teams int, dur time.Duration, sealing bool) 
 		close(done)
 	}
 	if sealing && e.profile != "" {
-		// This process's CPU profile, from the load's start until every event is sealed: the
-		// sealer's functions are internal/seal's, the load generator's loadgen's.
+		// This process's CPU profile, from the load's start to the shape's end: the sealer's
+		// functions are internal/seal's, the load generator's loadgen's, the checks esinspect's.
 		stop, err := cpuProfile(filepath.Join(e.profile, fmt.Sprintf("seal-%d-cpu.pprof", teams)))
 		if err != nil {
 			return row, err
@@ -166,8 +166,8 @@ func (e env) sealShape(name string, teams int, dur time.Duration, sealing bool) 
 			return row, err
 		}
 		// The states a round superseded are soft deletes, which Elasticsearch keeps until the
-		// shard's retention lease moves past them (it is renewed every 30 s or so); merges then
-		// drop them. The index once they are gone is what sealing keeps.
+		// shard's retention lease moves past them; merges then drop them. The index once they are
+		// gone (or after 3 minutes) is what sealing keeps.
 		deadline := time.Now().Add(3 * time.Minute)
 		for {
 			if err := esinspect.ForceMerge(r.esURL, store.Index()); err != nil {
