@@ -281,16 +281,20 @@ type event struct {
 	skip         string // why it is not sealed
 }
 
-// esHit is a search hit with what the sealer and the prover need of it.
-type esHit struct {
-	Index   string          `json:"_index"`
-	ID      string          `json:"_id"`
-	SeqNo   int64           `json:"_seq_no"`
-	Version int64           `json:"_version"`
-	Routing string          `json:"_routing"`
-	Source  json.RawMessage `json:"_source"`
-	Sort    []any           `json:"sort"`
+// hit is a search hit with what the sealer and the prover need of it; S is how its source is
+// read.
+type hit[S any] struct {
+	Index   string `json:"_index"`
+	ID      string `json:"_id"`
+	SeqNo   int64  `json:"_seq_no"`
+	Version int64  `json:"_version"`
+	Routing string `json:"_routing"`
+	Source  S      `json:"_source"`
+	Sort    []any  `json:"sort"`
 }
+
+// esHit is a hit with its source as stored.
+type esHit hit[json.RawMessage]
 
 // leaf reads a hit as a leaf: its team, its event id and its leaf hash.
 func (h esHit) leaf() (team, id string, hash tlog.Hash, err error) {
@@ -314,59 +318,50 @@ func leafOf(d document.Stored, size int) (team, id string, hash tlog.Hash, err e
 	return api.TeamID, api.ID, merkle.LeafHash(data), nil
 }
 
-// decodedHit is a search hit whose source is decoded with the answer: one pass of encoding/json
-// over a page, not one for the page and one more for each source.
-type decodedHit struct {
-	Index   string          `json:"_index"`
-	ID      string          `json:"_id"`
-	SeqNo   int64           `json:"_seq_no"`
-	Version int64           `json:"_version"`
-	Routing string          `json:"_routing"`
-	Source  document.Stored `json:"_source"`
-	Sort    []any           `json:"sort"`
-}
-
 // readPage decodes a page of the sealer's search into events; n is the page's hits, last the
-// sort values of its last. A page where a source does not decode as a stored document (edited in
-// the cluster) is decoded again hit by hit, so that only that hit is unreadable.
+// sort values of its last. It decodes the sources with the answer: one pass of encoding/json over a
+// page, not one for the page and one more for each source. A page where a source does not decode
+// as a stored document (edited in the cluster) is decoded again hit by hit, so that only that hit
+// is unreadable.
 func readPage(body []byte) (evs []event, pitID string, last []any, n int, err error) {
-	var fast struct {
-		PITID string `json:"pit_id"`
-		Hits  struct {
-			Hits []decodedHit `json:"hits"`
-		} `json:"hits"`
+	evs, pitID, last, n, err = pageOf(body, func(docID string, d document.Stored) (string, string, tlog.Hash, error) {
+		return leafOf(d.WithDocID(docID), 1024)
+	})
+	if err == nil {
+		return evs, pitID, last, n, nil
 	}
-	if json.Unmarshal(body, &fast) == nil {
-		for _, h := range fast.Hits.Hits {
-			ev := event{index: h.Index, docID: h.ID, seq: h.SeqNo}
-			var err error
-			ev.team, ev.id, ev.hash, err = leafOf(h.Source.WithDocID(h.ID), 1024)
-			evs = append(evs, ev.check(err, h.Version, h.Routing))
-		}
-		if n = len(fast.Hits.Hits); n > 0 {
-			last = fast.Hits.Hits[n-1].Sort
-		}
-		return evs, fast.PITID, last, n, nil
-	}
-	var slow struct {
-		PITID string `json:"pit_id"`
-		Hits  struct {
-			Hits []esHit `json:"hits"`
-		} `json:"hits"`
-	}
-	if err := json.Unmarshal(body, &slow); err != nil {
+	evs, pitID, last, n, err = pageOf(body, func(docID string, src json.RawMessage) (string, string, tlog.Hash, error) {
+		return esHit{ID: docID, Source: src}.leaf()
+	})
+	if err != nil {
 		return nil, "", nil, 0, fmt.Errorf("seal: a search answer: %w", err)
 	}
-	for _, h := range slow.Hits.Hits {
+	return evs, pitID, last, n, nil
+}
+
+// pageOf decodes a page with its sources read as S, each hit's leaf made by leaf.
+func pageOf[S any](body []byte, leaf func(docID string, src S) (string, string, tlog.Hash, error)) ([]event, string, []any, int, error) {
+	var res struct {
+		PITID string `json:"pit_id"`
+		Hits  struct {
+			Hits []hit[S] `json:"hits"`
+		} `json:"hits"`
+	}
+	if err := json.Unmarshal(body, &res); err != nil {
+		return nil, "", nil, 0, err
+	}
+	evs := make([]event, 0, len(res.Hits.Hits))
+	for _, h := range res.Hits.Hits {
 		ev := event{index: h.Index, docID: h.ID, seq: h.SeqNo}
 		var err error
-		ev.team, ev.id, ev.hash, err = h.leaf()
+		ev.team, ev.id, ev.hash, err = leaf(h.ID, h.Source)
 		evs = append(evs, ev.check(err, h.Version, h.Routing))
 	}
-	if n = len(slow.Hits.Hits); n > 0 {
-		last = slow.Hits.Hits[n-1].Sort
+	var last []any
+	if n := len(res.Hits.Hits); n > 0 {
+		last = res.Hits.Hits[n-1].Sort
 	}
-	return evs, slow.PITID, last, n, nil
+	return evs, res.PITID, last, len(res.Hits.Hits), nil
 }
 
 // check says why an event read is not sealed, if it is not.
